@@ -1,0 +1,167 @@
+"""A small HTTP layer on urllib3: auth headers, timeouts, error classification, retries.
+
+Status codes map to the error hierarchy in :mod:`.errors`; connection failures become
+:class:`ServerUnreachableError`. Nothing here ever puts a credential into a message.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+import urllib3
+
+from .errors import (
+    AuthenticationError,
+    BadRequestError,
+    DatabaseNotFoundError,
+    FieldTypeConflictError,
+    InfluxAssetsError,
+    PartialWriteError,
+    ServerBusyError,
+    ServerUnreachableError,
+    TransientInfluxError,
+    redact,
+)
+from .retries import RetrySettings, call_with_retries
+
+_DROPPED = re.compile(r"dropped=(\d+)")
+
+
+def public_url(url: str) -> str:
+    """The URL without any ``user:password@`` part, safe to print."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path.rstrip("/"), "", ""))
+
+
+def _retry_after(response: urllib3.BaseHTTPResponse) -> float | None:
+    value = response.headers.get("Retry-After")
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None  # an HTTP-date: fall back to our own backoff
+
+
+def classify_response(status: int, body: str, where: str, retry_after: float | None = None) -> InfluxAssetsError:
+    """Turn a non-2xx response into the matching error (``body`` must already be redacted)."""
+    lowered = body.lower()
+    if status == 429 or status >= 500:
+        return ServerBusyError(f"InfluxDB at {where} is busy or failing (HTTP {status}): {body[:500]}", retry_after)
+    if status in (401, 403):
+        return AuthenticationError(
+            f"InfluxDB at {where} rejected the credentials (HTTP {status}): check INFLUXDB_TOKEN or "
+            "INFLUXDB_USERNAME/INFLUXDB_PASSWORD and the user's permissions"
+        )
+    if "database not found" in lowered or "bucket" in lowered and "not found" in lowered:
+        return DatabaseNotFoundError(
+            f"InfluxDB at {where}: {body[:300]} — create it (the resource's ensure_database) or fix "
+            "INFLUXDB_DATABASE"
+        )
+    if "partial write" in lowered:
+        if "field type conflict" in lowered:
+            return FieldTypeConflictError(f"InfluxDB at {where} rejected points: {body[:800]}")
+        match = _DROPPED.search(body)
+        dropped = int(match.group(1)) + lowered.count("unable to parse") if match else None
+        return PartialWriteError(
+            f"InfluxDB at {where} wrote only part of a batch ({dropped} points dropped): {body[:800]}",
+            points_dropped=dropped,
+            reason=body[:2000],
+        )
+    if "field type conflict" in lowered or status == 422:
+        return FieldTypeConflictError(f"InfluxDB at {where} rejected points: {body[:800]}")
+    return BadRequestError(f"InfluxDB at {where} rejected the request (HTTP {status}): {body[:800]}")
+
+
+@dataclass
+class HttpSession:
+    """Requests against one InfluxDB base URL with auth, timeouts and retries.
+
+    Args:
+        url: base URL (``http://host:8086``); userinfo in it is ignored for printing.
+        token: sent as ``Authorization: Token ...`` (1.8+, 2.x, 3.x).
+        username/password: sent as HTTP basic auth (1.x) when no token is set.
+        timeout: seconds for connect and for each read.
+    """
+
+    url: str
+    token: str | None = None
+    username: str | None = None
+    password: str | None = None
+    timeout: float = 30.0
+    retry: RetrySettings = field(default_factory=RetrySettings)
+    on_retry: Callable[[int, float, TransientInfluxError], None] | None = None
+    _pool: urllib3.PoolManager = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._pool = urllib3.PoolManager(
+            num_pools=2, maxsize=4, retries=False, timeout=urllib3.Timeout(connect=self.timeout, read=self.timeout)
+        )
+
+    @property
+    def secrets(self) -> tuple[str | None, ...]:
+        """The values that must never be printed."""
+        return (self.token, self.password)
+
+    @property
+    def where(self) -> str:
+        """The printable base URL."""
+        return public_url(self.url)
+
+    def auth_headers(self) -> dict[str, str]:
+        """Authorization headers for the configured credentials."""
+        if self.token:
+            return {"Authorization": f"Token {self.token}"}
+        if self.username:
+            raw = f"{self.username}:{self.password or ''}".encode()
+            return {"Authorization": "Basic " + base64.b64encode(raw).decode()}
+        return {}
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, str] | None = None,
+        body: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        description: str = "request",
+        retry: bool = True,
+    ) -> urllib3.BaseHTTPResponse:
+        """Send one request (retrying transient failures) and return the 2xx response, body preloaded."""
+
+        def attempt() -> urllib3.BaseHTTPResponse:
+            return self._attempt(method, path, params, body, headers)
+
+        if not retry:
+            return attempt()
+        return call_with_retries(attempt, self.retry, f"{description} at {self.where}", on_retry=self.on_retry)
+
+    def _attempt(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, str] | None,
+        body: bytes | None,
+        headers: Mapping[str, str] | None,
+    ) -> urllib3.BaseHTTPResponse:
+        target = self.url.rstrip("/") + path
+        all_headers = {**self.auth_headers(), **(headers or {})}
+        query = urlencode(dict(params or {}))
+        try:
+            response = self._pool.request(
+                method, f"{target}?{query}" if query else target, body=body, headers=all_headers
+            )
+        except urllib3.exceptions.HTTPError as error:
+            detail = redact(type(error).__name__ + ": " + str(error), self.secrets)
+            raise ServerUnreachableError(
+                f"cannot reach InfluxDB at {self.where} — is it running? ({detail[:300]})"
+            ) from None
+        if response.status >= 300:
+            text = redact(response.data.decode("utf-8", errors="replace"), self.secrets)
+            raise classify_response(response.status, text.strip(), self.where, _retry_after(response))
+        return response

@@ -1,0 +1,70 @@
+"""What the resource needs from a server API: the :class:`Transport` protocol and its results."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import pandas as pd
+
+from .line_protocol import EncodedFrame
+from .slice import MeasurementSlice
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    """What ``/ping`` told us about the server."""
+
+    version: str
+    build: str
+
+    @property
+    def major(self) -> int:
+        """Major version number (0 when unknown)."""
+        head = self.version.lstrip("v").split(".", 1)[0]
+        return int(head) if head.isdigit() else 0
+
+
+@dataclass(frozen=True)
+class WriteStats:
+    """What one write did."""
+
+    points: int
+    batches: int
+    bytes_sent: int
+    seconds: float
+
+
+class Transport(Protocol):
+    """One server API (v1: InfluxQL + /write; v2: Flux + /api/v2/write)."""
+
+    #: False where the server cannot delete a time range (InfluxDB 3).
+    supports_delete: bool
+
+    def ping(self) -> ServerInfo:
+        """Contact the server and return its version."""
+        ...
+
+    def ensure_database(self, database: str) -> None:
+        """Create the database/bucket if it does not exist (idempotent)."""
+        ...
+
+    def write(self, database: str, encoded: EncodedFrame) -> WriteStats:
+        """Write encoded points."""
+        ...
+
+    def read(self, where: MeasurementSlice) -> pd.DataFrame:
+        """Read the slice as a typed frame (see :mod:`.schema`)."""
+        ...
+
+    def delete(self, where: MeasurementSlice) -> None:
+        """Delete every point of the slice."""
+        ...
+
+    def field_types(self, database: str, measurement: str) -> dict[str, str]:
+        """Canonical field types (``float``/``integer``/``string``/``boolean``) of a measurement."""
+        ...
+
+    def close(self) -> None:
+        """Release connections."""
+        ...

@@ -1,0 +1,165 @@
+"""The v1 transport: InfluxDB 1.x (and 3.x through its v1 compatibility API) over plain HTTP.
+
+Writes go to ``POST /write?precision=ns`` (gzip optional); reads are InfluxQL ``POST /query`` with
+``epoch=ns``. Schema queries use JSON (statement errors are visible there), data queries use CSV
+(about 5x faster to parse, but a CSV response hides statement errors — which is why the schema query
+runs first and fails loudly on a missing database).
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import time
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from . import influxql
+from .errors import BadRequestError, DatabaseNotFoundError, redact
+from .http import HttpSession
+from .line_protocol import EncodedFrame
+from .schema import TIME_COLUMN, empty_frame, finish_frame, merge_field_types, read_dtypes
+from .slice import MeasurementSlice
+from .transport import ServerInfo, WriteStats
+
+
+@dataclass
+class V1Transport:
+    """InfluxQL + line protocol over :class:`HttpSession`.
+
+    Args:
+        http: the session (URL, credentials, timeouts, retries).
+        batch_size: points per ``/write`` request (1.x accepts bodies up to 25 MB).
+        gzip_level: 0 disables compression; compression helps over networks, not on loopback.
+        chunk_size: rows per chunk of a streamed (``chunked=true``) query response.
+    """
+
+    http: HttpSession
+    batch_size: int = 10_000
+    gzip_level: int = 0
+    chunk_size: int = 100_000
+    supports_delete: bool = True
+    _info: ServerInfo | None = field(default=None, init=False)
+
+    def ping(self) -> ServerInfo:
+        """``GET /ping``; records whether the server can delete (not InfluxDB 3)."""
+        response = self.http.request("GET", "/ping", description="ping")
+        info = ServerInfo(
+            version=response.headers.get("X-Influxdb-Version", "unknown"),
+            build=response.headers.get("X-Influxdb-Build", ""),
+        )
+        self.supports_delete = info.major != 3
+        self._info = info
+        return info
+
+    def query_json(self, database: str | None, statement: str) -> list[dict]:
+        """Run InfluxQL with a JSON response; statement errors raise. Returns the ``series`` list."""
+        params = {"q": statement, "epoch": "ns"}
+        if database is not None:
+            params["db"] = database
+        response = self.http.request("POST", "/query", params=params, description="InfluxQL query")
+        payload = json.loads(response.data or b"{}")
+        if "error" in payload:
+            raise self._statement_error(payload["error"], database)
+        series: list[dict] = []
+        for result in payload.get("results", []):
+            if "error" in result:
+                raise self._statement_error(result["error"], database)
+            series.extend(result.get("series", []))
+        return series
+
+    def _statement_error(self, message: str, database: str | None) -> Exception:
+        text = redact(str(message), self.http.secrets)
+        if "database not found" in text:
+            return DatabaseNotFoundError(
+                f"InfluxDB at {self.http.where}: database {database!r} not found — create it "
+                "(InfluxDBResource.ensure_database) or set INFLUXDB_DATABASE"
+            )
+        return BadRequestError(f"InfluxDB at {self.http.where} rejected an InfluxQL statement: {text}")
+
+    def ensure_database(self, database: str) -> None:
+        """``CREATE DATABASE`` (a no-op when it exists)."""
+        self.query_json(None, influxql.create_database(database))
+
+    def write(self, database: str, encoded: EncodedFrame) -> WriteStats:
+        """POST the points in batches; the first rejected batch raises (nothing is silently dropped)."""
+        started = time.perf_counter()
+        batches = sent = 0
+        headers = {"Content-Type": "text/plain; charset=utf-8"}
+        if self.gzip_level:
+            headers["Content-Encoding"] = "gzip"
+        for body in encoded.batches(self.batch_size):
+            payload = gzip.compress(body, self.gzip_level) if self.gzip_level else body
+            self.http.request(
+                "POST", "/write", params={"db": database, "precision": "ns"}, body=payload,
+                headers=headers, description="write",
+            )
+            batches += 1
+            sent += len(payload)
+        return WriteStats(encoded.points, batches, sent, time.perf_counter() - started)
+
+    def field_types(self, database: str, measurement: str) -> dict[str, str]:
+        """``SHOW FIELD KEYS``; a field with several types per shard gets one merged type."""
+        seen: dict[str, list[str]] = {}
+        for series in self.query_json(database, influxql.show_field_keys(measurement)):
+            for name, kind in series.get("values", []):
+                seen.setdefault(name, []).append(kind)
+        return {name: merge_field_types(kinds) for name, kinds in seen.items()}
+
+    def tag_keys(self, database: str, measurement: str) -> list[str]:
+        """``SHOW TAG KEYS`` of the measurement."""
+        keys: list[str] = []
+        for series in self.query_json(database, influxql.show_tag_keys(measurement)):
+            keys.extend(value[0] for value in series.get("values", []))
+        return keys
+
+    def read(self, where: MeasurementSlice) -> pd.DataFrame:
+        """Read the slice into a typed frame: ``time`` (UTC), tags (str), fields (server types)."""
+        field_types = self.field_types(where.database, where.measurement)
+        tag_keys = self.tag_keys(where.database, where.measurement) if field_types else []
+        if where.columns is not None:
+            field_types = {k: v for k, v in field_types.items() if k in where.columns}
+        if not field_types:
+            return empty_frame(tag_keys, {})
+        body = self.fetch_csv(where, tag_keys)
+        if not body.strip():
+            return empty_frame(tag_keys, field_types)
+        return parse_influxql_csv(body, tag_keys, field_types)
+
+    def fetch_csv(self, where: MeasurementSlice, tag_keys: list[str]) -> bytes:
+        """The raw CSV bytes of the slice's ``SELECT`` (also the benchmark's baseline fetch)."""
+        params = {
+            "db": where.database, "epoch": "ns", "chunked": "true", "chunk_size": str(self.chunk_size),
+            "q": influxql.select_window(where, tag_keys),
+        }
+        response = self.http.request(
+            "POST", "/query", params=params, headers={"Accept": "application/csv"}, description="read"
+        )
+        return bytes(response.data)
+
+    def delete(self, where: MeasurementSlice) -> None:
+        """``DELETE FROM m WHERE time >= start AND time < end [AND tag = 'v' ...]``."""
+        self.query_json(where.database, influxql.delete_window(where))
+
+    def close(self) -> None:
+        """Release pooled connections."""
+        self.http._pool.clear()
+
+
+def parse_influxql_csv(body: bytes, tag_keys: list[str], field_types: dict[str, str]) -> pd.DataFrame:
+    """Parse an InfluxQL CSV response (``name,tags,time,...``) with schema-given dtypes.
+
+    A chunked response repeats the header line at chunk boundaries on some versions; repeats are
+    removed before parsing. Missing values and empty strings both read as null.
+    """
+    header_end = body.find(b"\n")
+    header = body[: header_end + 1]
+    if body.count(header) > 1:
+        body = header + body[header_end + 1 :].replace(header, b"")
+    dtypes = read_dtypes(tag_keys, field_types) | {"time": "int64", "name": "str", "tags": "str"}
+    frame = pd.read_csv(
+        io.BytesIO(body), dtype=dtypes, keep_default_na=False, na_values=[""], engine="c"
+    )
+    return finish_frame(frame, TIME_COLUMN, tag_keys, field_types)

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Set everything up, start a project-local InfluxDB (unless INFLUXDB_URL is set), load demo telemetry
+# and start the Dagster UI with its daemon on http://127.0.0.1:${DAGSTER_PORT:-3000}.
+# Running it again while the demo runs is harmless: it reports the running UI and exits.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+source scripts/env.sh
+DAGSTER_PORT="${DAGSTER_PORT:-3000}"
+mkdir -p .run
+
+if [ -z "${INFLUXDB_URL:-}" ]; then
+  INFLUXDB_URL="$(.venv/bin/python -m influx_assets.local_server start --dir .influxdb --port "${INFLUXDB_PORT:-8086}")"
+  echo "demo: InfluxDB at $INFLUXDB_URL (data in .influxdb/)"
+fi
+export INFLUXDB_URL
+
+if [ -f .run/dagster.pid ] && kill -0 "$(cat .run/dagster.pid)" 2>/dev/null; then
+  echo "demo: already running — Dagster UI at http://127.0.0.1:$DAGSTER_PORT (stop: bash scripts/stop.sh)"
+  exit 0
+fi
+
+.venv/bin/influx-assets demo-data || echo "demo: could not load demo telemetry (see above); the UI starts anyway"
+
+echo "demo: starting Dagster UI at http://127.0.0.1:$DAGSTER_PORT (Ctrl-C or bash scripts/stop.sh to stop)"
+echo $$ > .run/dagster.pid
+exec .venv/bin/dg dev -h 127.0.0.1 -p "$DAGSTER_PORT"

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Idempotent setup: Debian packages (influxdb server, chromium for the UI test), a virtualenv in
+# .venv with this project installed. Safe to run any number of times; a second run installs nothing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+need_apt=()
+if [ -z "${INFLUXDB_URL:-}" ] && ! command -v influxd >/dev/null 2>&1; then need_apt+=(influxdb); fi
+if [ "${INFLUX_ASSETS_WITH_BROWSER:-0}" = "1" ] && ! command -v chromium >/dev/null 2>&1; then
+  need_apt+=(chromium)
+fi
+if [ "${#need_apt[@]}" -gt 0 ]; then
+  echo "setup: installing Debian packages: ${need_apt[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+  # Debian's package may start a system service on :8086; we run our own server, so stop it.
+  if command -v service >/dev/null 2>&1; then $SUDO service influxdb stop >/dev/null 2>&1 || true; fi
+fi
+
+PYTHON="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating .venv"
+  "$PYTHON" -m venv .venv
+fi
+stamp=".venv/.influx-assets-$(cat pyproject.toml | sha256sum | cut -c1-16)"
+if [ ! -f "$stamp" ]; then
+  echo "setup: installing Python dependencies"
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -e '.[test]'
+  rm -f .venv/.influx-assets-*
+  touch "$stamp"
+fi
