@@ -1,0 +1,221 @@
+"""The IO manager's promises, proven on a real server and asserted through independent InfluxQL.
+
+Pattern from dagster-duckdb: materialize window A, then B, then A again; A is replaced, B untouched.
+"""
+
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+import pytest
+from dagster import (
+    AssetExecutionContext,
+    AssetIn,
+    DagsterInstance,
+    TimeWindowPartitionMapping,
+    asset,
+    materialize,
+)
+
+from influx_assets.influxdb import InfluxDBResource, InvalidFrameError
+from influx_assets.partitions import daily_windows, hourly_windows
+from influx_assets.resources import resources_for
+from influx_assets_tests.influxql_oracle import InfluxQLOracle
+
+H0 = pd.Timestamp("2024-03-10T00:00:00Z")
+#: What the `readings` asset returns, per partition key; tests set it before materializing.
+PRODUCE: dict[str, Callable[[pd.Timestamp, pd.Timestamp], pd.DataFrame]] = {}
+SEEN: dict[str, pd.DataFrame] = {}
+
+
+def minute_rows(start: pd.Timestamp, end: pd.Timestamp, sensors: tuple[str, ...] = ("s1", "s2")) -> pd.DataFrame:
+    times = pd.date_range(start, end, freq="1min", inclusive="left")
+    parts = [
+        pd.DataFrame({"time": times, "sensor_id": s, "value": np.arange(len(times), dtype=float) + i * 1000})
+        for i, s in enumerate(sensors)
+    ]
+    return pd.concat(parts, ignore_index=True)
+
+
+@asset(partitions_def=hourly_windows, io_manager_key="influxdb_io_manager",
+       metadata={"influxdb/tags": ["sensor_id"]}, kinds={"influxdb", "pandas"})
+def readings(context: AssetExecutionContext) -> pd.DataFrame:
+    window = context.partition_time_window
+    produce = PRODUCE.get("readings", minute_rows)
+    return produce(pd.Timestamp(window.start), pd.Timestamp(window.end))
+
+
+@asset(partitions_def=daily_windows, io_manager_key="influxdb_io_manager", kinds={"influxdb", "pandas"})
+def daily_count(context: AssetExecutionContext, readings: pd.DataFrame) -> pd.DataFrame:
+    SEEN["daily"] = readings
+    return pd.DataFrame({"time": [pd.Timestamp(context.partition_time_window.start)], "n": [len(readings)]})
+
+
+@asset(
+    partitions_def=hourly_windows, io_manager_key="influxdb_io_manager", kinds={"influxdb", "pandas"},
+    ins={"readings": AssetIn(partition_mapping=TimeWindowPartitionMapping(start_offset=-1))},
+)
+def lookback_count(context: AssetExecutionContext, readings: pd.DataFrame) -> pd.DataFrame:
+    SEEN["lookback"] = readings
+    return pd.DataFrame({"time": [pd.Timestamp(context.partition_time_window.start)], "n": [len(readings)]})
+
+
+@asset(io_manager_key="influxdb_io_manager", metadata={"influxdb/measurement": "sensor_catalog", "influxdb/tags": ["sensor_id"]})
+def catalog() -> pd.DataFrame:
+    return PRODUCE["catalog"](H0, H0)
+
+
+@pytest.fixture(autouse=True)
+def reset_producers() -> None:
+    PRODUCE.clear()
+    SEEN.clear()
+
+
+def run(influxdb: InfluxDBResource, assets: list, **kwargs: object) -> object:
+    return materialize(assets, resources=resources_for(influxdb), instance=DagsterInstance.ephemeral(), **kwargs)
+
+
+def key(hour: int) -> str:
+    return (H0 + pd.Timedelta(hours=hour)).strftime("%Y-%m-%d-%H:%M")
+
+
+def window_where(hour: int, hours: int = 1) -> str:
+    start = H0 + pd.Timedelta(hours=hour)
+    return f"WHERE time >= {start.value} AND time < {(start + pd.Timedelta(hours=hours)).value}"
+
+
+def test_materializing_a_window_twice_leaves_exactly_one_copy(influxdb, oracle: InfluxQLOracle) -> None:
+    run(influxdb, [readings], partition_key=key(0))
+    first = oracle.rows(f'SELECT * FROM "readings" {window_where(0)}')
+    run(influxdb, [readings], partition_key=key(0))
+    second = oracle.rows(f'SELECT * FROM "readings" {window_where(0)}')
+    assert len(first) == 120
+    assert second == first
+    assert len({(r["time"], r["sensor_id"]) for r in second}) == 120
+
+
+def test_rewriting_a_window_with_fewer_rows_removes_stale_points(influxdb, oracle) -> None:
+    run(influxdb, [readings], partition_key=key(0))
+    PRODUCE["readings"] = lambda s, e: minute_rows(s, e, sensors=("s1",)).iloc[::2]
+    run(influxdb, [readings], partition_key=key(0))
+    rows = oracle.rows(f'SELECT * FROM "readings" {window_where(0)}')
+    assert len(rows) == 30
+    assert {r["sensor_id"] for r in rows} == {"s1"}
+
+
+def test_neighbouring_windows_and_other_measurements_are_untouched(influxdb, oracle) -> None:
+    influxdb.write_frame(minute_rows(H0, H0 + pd.Timedelta(hours=2)), "bystander", ["sensor_id"])
+    run(influxdb, [readings], partition_key=key(0))
+    run(influxdb, [readings], partition_key=key(1))
+    before_b = oracle.rows(f'SELECT * FROM "readings" {window_where(1)}')
+    PRODUCE["readings"] = lambda s, e: minute_rows(s, e).assign(value=-1.0)
+    run(influxdb, [readings], partition_key=key(0))
+    assert {r["value"] for r in oracle.rows(f'SELECT * FROM "readings" {window_where(0)}')} == {-1.0}
+    assert oracle.rows(f'SELECT * FROM "readings" {window_where(1)}') == before_b
+    assert oracle.count("bystander") == 240
+
+
+def test_an_empty_frame_clears_its_window_only(influxdb, oracle) -> None:
+    run(influxdb, [readings], partition_key=key(0))
+    run(influxdb, [readings], partition_key=key(1))
+    PRODUCE["readings"] = lambda s, e: minute_rows(s, e).iloc[0:0]
+    result = run(influxdb, [readings], partition_key=key(0))
+    assert oracle.count("readings", where=window_where(0)) == 0
+    assert oracle.count("readings", where=window_where(1)) == 120
+    [event] = result.get_asset_materialization_events()
+    assert event.materialization.metadata["dagster/row_count"].value == 0
+
+
+def test_rows_outside_the_window_are_rejected_and_nothing_is_written(influxdb, oracle) -> None:
+    run(influxdb, [readings], partition_key=key(0))
+    PRODUCE["readings"] = lambda s, e: minute_rows(s, e + pd.Timedelta(minutes=1)).assign(value=7.0)
+    with pytest.raises(InvalidFrameError, match=r"2 of 122 rows .* outside the window .*01:00:00\+00:00") as error:
+        run(influxdb, [readings], partition_key=key(0))
+    assert "Nothing was written" in str(error.value)
+    assert {r["value"] for r in oracle.rows(f'SELECT * FROM "readings" {window_where(0, 2)}')} != {7.0}
+    assert oracle.count("readings", where=window_where(0, 2)) == 120
+
+
+def test_a_point_on_the_window_end_belongs_to_the_next_window(influxdb, oracle) -> None:
+    PRODUCE["readings"] = lambda s, e: pd.DataFrame({"time": [e], "sensor_id": ["s1"], "value": [1.0]})
+    with pytest.raises(InvalidFrameError, match="1 of 1 rows"):
+        run(influxdb, [readings], partition_key=key(0))
+    PRODUCE["readings"] = lambda s, e: pd.DataFrame({"time": [s], "sensor_id": ["s1"], "value": [1.0]})
+    run(influxdb, [readings], partition_key=key(1))
+    assert oracle.count("readings", where=window_where(1)) == 1
+
+
+def test_daily_partition_loads_exactly_its_24_hourly_windows(influxdb, oracle) -> None:
+    influxdb.write_frame(minute_rows(H0 - pd.Timedelta(hours=1), H0 + pd.Timedelta(hours=25)), "readings", ["sensor_id"])
+    run(influxdb, [readings.to_source_asset(), daily_count], partition_key="2024-03-10")
+    loaded = SEEN["daily"]
+    assert len(loaded) == 24 * 60 * 2
+    assert loaded["time"].min() == H0
+    assert loaded["time"].max() == H0 + pd.Timedelta(hours=24) - pd.Timedelta(minutes=1)
+    assert oracle.rows('SELECT "n" FROM "daily_count" WHERE time >= 0')[0]["n"] == 2880
+
+
+def test_lookback_mapping_loads_the_previous_and_current_window(influxdb) -> None:
+    influxdb.write_frame(minute_rows(H0, H0 + pd.Timedelta(hours=3)), "readings", ["sensor_id"])
+    run(influxdb, [readings.to_source_asset(), lookback_count], partition_key=key(2))
+    loaded = SEEN["lookback"]
+    assert loaded["time"].min() == H0 + pd.Timedelta(hours=1)
+    assert loaded["time"].max() == H0 + pd.Timedelta(hours=3) - pd.Timedelta(minutes=1)
+    assert len(loaded) == 240
+
+
+def test_a_range_run_writes_every_window_and_reports_true_per_partition_counts(influxdb, oracle) -> None:
+    PRODUCE["readings"] = lambda s, e: minute_rows(s, e).query("time.dt.hour != 1")
+    result = run(
+        influxdb, [readings],
+        tags={"dagster/asset_partition_range_start": key(0), "dagster/asset_partition_range_end": key(2)},
+    )
+    assert [oracle.count("readings", where=window_where(h)) for h in range(3)] == [120, 0, 120]
+    metadata = result.get_asset_materialization_events()[0].materialization.metadata
+    assert metadata["partition_row_counts"].value == {key(0): 120, key(1): 0, key(2): 120}
+    assert metadata["range_row_count"].value == 240
+
+
+def test_types_round_trip_including_whole_number_floats(influxdb) -> None:
+    written = pd.DataFrame({
+        "time": pd.date_range(H0, periods=3, freq="1s"),
+        "site": ["a", "b", "c"],
+        "whole": [40.0, 41.0, 42.0],
+        "count": np.array([1, 2, 3], dtype="int64"),
+        "ok": [True, False, True],
+        "label": ["x", "y z", "ü"],
+    })
+    influxdb.write_frame(written, "typed", ["site"])
+    loaded = influxdb.read_window(influxdb.slice("typed", H0, H0 + pd.Timedelta(hours=1)))
+    assert dict(loaded.dtypes.astype(str)) == {
+        "time": "datetime64[ns, UTC]", "site": "str", "count": "int64", "label": "str", "ok": "bool", "whole": "float64",
+    }
+    pd.testing.assert_frame_equal(loaded, written[loaded.columns].astype({"time": "datetime64[ns, UTC]"}))
+
+
+def test_input_metadata_can_load_only_some_fields(influxdb) -> None:
+    written = minute_rows(H0, H0 + pd.Timedelta(minutes=3)).assign(extra=1.5)
+    influxdb.write_frame(written, "readings", ["sensor_id"])
+    loaded = influxdb.read_window(influxdb.slice("readings", H0, H0 + pd.Timedelta(hours=1), columns=("value",)))
+    assert list(loaded.columns) == ["time", "sensor_id", "value"]
+    assert len(loaded) == 6
+
+
+def test_unpartitioned_asset_replaces_the_whole_measurement(influxdb, oracle) -> None:
+    PRODUCE["catalog"] = lambda s, e: minute_rows(H0, H0 + pd.Timedelta(minutes=10))
+    run(influxdb, [catalog])
+    PRODUCE["catalog"] = lambda s, e: minute_rows(H0 + pd.Timedelta(days=30), H0 + pd.Timedelta(days=30, minutes=2))
+    run(influxdb, [catalog])
+    assert oracle.count("sensor_catalog") == 4
+
+
+def test_materialization_metadata_describes_what_was_stored(influxdb) -> None:
+    result = run(influxdb, [readings], partition_key=key(0))
+    metadata = result.get_asset_materialization_events()[0].materialization.metadata
+    assert metadata["dagster/row_count"].value == 120
+    schema = metadata["dagster/column_schema"].schema
+    assert [(c.name, c.description) for c in schema.columns] == [("time", "time"), ("sensor_id", "tag"), ("value", "field")]
+    assert metadata["influxdb/measurement"].value == "readings"
+    assert metadata["influxdb/database"].value == influxdb.database
+    assert metadata["window_start"].value == H0.timestamp()
+    assert metadata["points_dropped"].value == 0
