@@ -1,0 +1,258 @@
+"""The v2 transport: InfluxDB 2.x OSS and Cloud through influxdb-client (``/api/v2/*``).
+
+Writes send our own pre-encoded line protocol through the SYNCHRONOUS ``WriteApi`` (never the
+client's DataFrame serializer); reads run Flux via ``QueryApi.query_raw`` and parse the annotated CSV
+with ``pandas.read_csv`` (not the client's pure-Python parser), typed by the ``#datatype`` annotation;
+deletes use ``DeleteApi`` whose stop is inclusive, hence ``end - 1 ns``. The client's own retries are
+off: every request goes through :func:`.retries.call_with_retries`, and its errors are mapped onto
+:mod:`.errors` with the token redacted.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import pandas as pd
+import urllib3
+from influxdb_client import InfluxDBClient, PingService, WritePrecision
+from influxdb_client.client.exceptions import InfluxDBError
+from influxdb_client.client.write_api import SYNCHRONOUS
+from influxdb_client.domain.dialect import Dialect
+from influxdb_client.rest import ApiException
+
+from . import flux
+from .annotated_csv import parse_annotated_csv, pivoted_frame
+from .errors import (
+    BadRequestError,
+    InfluxAssetsError,
+    ServerUnreachableError,
+    TransientInfluxError,
+    redact,
+)
+from .http import _retry_after, classify_response, public_url
+from .line_protocol import EncodedFrame
+from .retries import RetrySettings, call_with_retries
+from .schema import empty_frame, merge_field_types
+from .slice import MeasurementSlice
+from .transport import ServerInfo, WriteStats
+
+T = TypeVar("T")
+
+#: CSV dialect of every query: ``#datatype`` types the columns, ``#group`` tells tags from fields.
+QUERY_DIALECT = Dialect(
+    header=True,
+    delimiter=",",
+    comment_prefix="#",
+    annotations=["datatype", "group"],
+    date_time_format="RFC3339Nano",
+)
+
+
+@dataclass
+class V2Transport:
+    """Flux + ``/api/v2/write`` + ``/api/v2/delete`` over influxdb-client.
+
+    Args:
+        url: base URL (``http://host:8086``).
+        token: API token, sent as ``Authorization: Token ...``; never printed.
+        org: organization name or ID (required by 2.x OSS for every call, and to create buckets).
+        timeout: seconds to connect and for each read (not for the whole response, which may stream).
+        retry: backoff for transient failures (connection errors, 429, 5xx).
+        batch_size: points per write request.
+        on_retry: called with ``(retry_number, delay, error)`` before each retry.
+
+    Examples:
+        >>> transport = V2Transport("http://localhost:8086", token="t", org="acme")  # doctest: +SKIP
+        >>> transport.read(MeasurementSlice("telemetry", "sensor_raw"))  # doctest: +SKIP
+    """
+
+    url: str
+    token: str | None = None
+    org: str | None = None
+    timeout: float = 30.0
+    retry: RetrySettings = field(default_factory=RetrySettings)
+    batch_size: int = 10_000
+    on_retry: Callable[[int, float, TransientInfluxError], None] | None = None
+    supports_delete: bool = True
+    _client: InfluxDBClient = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._client = InfluxDBClient(
+            url=self.url,
+            token=self.token or None,
+            org=self.org,
+            timeout=(max(1, int(self.timeout * 1000)),) * 2,  # (connect, read) in ms
+            enable_gzip=False,
+            retries=False,
+        )
+        self._write_api = self._client.write_api(write_options=SYNCHRONOUS)
+        self._query_api = self._client.query_api()
+
+    @property
+    def where(self) -> str:
+        """The printable base URL."""
+        return public_url(self.url)
+
+    # --- the calls -------------------------------------------------------------------------------
+    def ping(self) -> ServerInfo:
+        """``GET /ping``: the ``X-Influxdb-Version`` and ``X-Influxdb-Build`` headers."""
+        service = PingService(self._client.api_client)
+        _, _, headers = self._call(
+            "ping", lambda: service.get_ping_with_http_info(_return_http_data_only=False)
+        )
+        return ServerInfo(
+            version=headers.get("X-Influxdb-Version", "unknown"), build=headers.get("X-Influxdb-Build", "")
+        )
+
+    def ensure_database(self, database: str) -> None:
+        """Create the bucket in ``org`` unless a bucket of that name exists there."""
+        if not self.org:
+            raise BadRequestError(
+                f"cannot create bucket {database!r} at {self.where}: the v2 API needs an organization "
+                "(set INFLUXDB_ORG / InfluxDBResource.org)"
+            )
+        buckets = self._client.buckets_api()
+
+        def ensure() -> None:
+            if buckets.find_buckets(name=database, org=self.org).buckets:
+                return
+            try:
+                buckets.create_bucket(bucket_name=database, org=self.org)
+            except ApiException as error:  # created concurrently by someone else: fine
+                if error.status not in (409, 422) or "already exists" not in _body_text(error):
+                    raise
+
+        self._call(f"ensure bucket {database!r}", ensure)
+
+    def write(self, database: str, encoded: EncodedFrame) -> WriteStats:
+        """POST the points in batches, exactly as encoded; the first rejected batch raises."""
+        started = time.perf_counter()
+        batches = sent = 0
+        for body in encoded.batches(self.batch_size):
+            self._call(
+                "write",
+                lambda body=body: self._write_api.write(
+                    bucket=database,
+                    org=self.org,
+                    record=body,
+                    write_precision=WritePrecision.NS,
+                ),
+            )
+            batches += 1
+            sent += len(body)
+        return WriteStats(encoded.points, batches, sent, time.perf_counter() - started)
+
+    def query_csv(self, query: str) -> bytes:
+        """Run Flux and return the raw annotated-CSV body (``#datatype`` and ``#group`` rows)."""
+
+        def fetch() -> bytes:
+            response = self._query_api.query_raw(query, org=self.org, dialect=QUERY_DIALECT)
+            try:
+                return bytes(response.data)
+            finally:
+                response.release_conn()
+
+        return self._call("Flux query", fetch)
+
+    def read(self, where: MeasurementSlice) -> pd.DataFrame:
+        """Read the slice: ``time`` (UTC) first, then tags (str), then fields typed by ``#datatype``."""
+        if where.columns is not None and not where.columns:
+            return empty_frame(self._schema(where)[0], {})
+        tables = parse_annotated_csv(self.query_csv(flux.select_window(where)), self.where)
+        frame = pivoted_frame(tables)
+        if frame is not None:
+            return frame
+        tag_keys, field_types = self._schema(where)
+        if where.columns is not None:
+            field_types = {k: v for k, v in field_types.items() if k in where.columns}
+        return empty_frame(tag_keys, field_types)
+
+    def delete(self, where: MeasurementSlice) -> None:
+        """``POST /api/v2/delete`` with start, stop = end - 1 ns (inclusive) and the predicate."""
+        start, stop = flux.delete_bounds(where)
+        predicate = flux.delete_predicate(where)
+        delete_api = self._client.delete_api()
+        self._call(
+            "delete",
+            lambda: delete_api.delete(
+                start=start,
+                stop=stop,
+                predicate=predicate,
+                bucket=where.database,
+                org=self.org,
+            ),
+        )
+
+    def field_types(self, database: str, measurement: str) -> dict[str, str]:
+        """Canonical field types from the ``#datatype`` of each series' first point (all time)."""
+        return self._schema(MeasurementSlice(database, measurement))[1]
+
+    def close(self) -> None:
+        """Release pooled connections."""
+        self._client.close()
+
+    # --- internals -------------------------------------------------------------------------------
+    def _schema(self, where: MeasurementSlice) -> tuple[list[str], dict[str, str]]:
+        """Tag keys and field types of the whole measurement (all time, no tag filters)."""
+        whole = MeasurementSlice(where.database, where.measurement)
+        tables = parse_annotated_csv(self.query_csv(flux.first_per_series(whole)), self.where)
+        tag_keys: set[str] = set()
+        seen: dict[str, list[str]] = {}
+        for table in tables:
+            tag_keys.update(table.tag_columns())
+            if "_field" in table.rows and "_value" in table.datatypes:
+                for name in table.rows["_field"].dropna().unique():
+                    seen.setdefault(str(name), []).append(table.datatypes["_value"].lower())
+        return sorted(tag_keys), {name: merge_field_types(kinds) for name, kinds in seen.items()}
+
+    def _call(self, description: str, operation: Callable[[], T]) -> T:
+        """Run one request with our retries, translating client errors into :mod:`.errors`."""
+
+        def attempt() -> T:
+            try:
+                return operation()
+            except ApiException as error:
+                raise self._api_error(error) from None
+            except InfluxDBError as error:  # raised client-side, e.g. the org lookup found nothing
+                message = redact(str(error.message), (self.token,))
+                raise BadRequestError(f"InfluxDB at {self.where}: {message}") from None
+            except urllib3.exceptions.HTTPError as error:
+                detail = redact(f"{type(error).__name__}: {error}", (self.token,))
+                raise ServerUnreachableError(
+                    f"cannot reach InfluxDB at {self.where} — is it running? ({detail[:300]})"
+                ) from None
+
+        return call_with_retries(
+            attempt, self.retry, f"{description} at {self.where}", on_retry=self.on_retry
+        )
+
+    def _api_error(self, error: ApiException) -> InfluxAssetsError:
+        if not error.status:  # status 0: TLS failure before any HTTP exchange
+            detail = redact(str(error.reason), (self.token,))
+            return ServerUnreachableError(
+                f"cannot reach InfluxDB at {self.where} — is it running? ({detail[:300]})"
+            )
+        text = redact(_body_text(error), (self.token,)).strip()
+        retry_after = _retry_after(error) if error.headers is not None else None  # seconds or HTTP-date
+        return classify_response(int(error.status), text, self.where, retry_after)
+
+
+def _body_text(error: ApiException) -> str:
+    """The server's explanation: ``code: message`` of a 2.x JSON error body, else the body itself.
+
+    The code matters: a query on a missing bucket says ``not found: ... could not find bucket "x"``.
+    """
+    body = error.body
+    text = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else str(body or "")
+    try:
+        payload = json.loads(text)
+    except ValueError:
+        return text or str(error.reason or "")
+    if not isinstance(payload, dict) or "message" not in payload:
+        return text
+    code = payload.get("code")
+    return f"{code}: {payload['message']}" if code else str(payload["message"])
