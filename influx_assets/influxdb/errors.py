@@ -66,7 +66,17 @@ class PartialWriteError(BadRequestError):
 
 
 class FieldTypeConflictError(BadRequestError):
-    """A field was written with a type different from the one already stored in its shard."""
+    """A field was written with a type different from the one already stored in its shard.
+
+    Attributes:
+        points_dropped: how many points the server says it rejected (``None`` if it did not say).
+        reason: the server's explanation, with secrets redacted.
+    """
+
+    def __init__(self, message: str, points_dropped: int | None = None, reason: str = "") -> None:
+        super().__init__(message)
+        self.points_dropped = points_dropped
+        self.reason = reason
 
 
 class InvalidFrameError(TerminalInfluxError):

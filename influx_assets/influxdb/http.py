@@ -7,9 +7,12 @@ Status codes map to the error hierarchy in :mod:`.errors`; connection failures b
 from __future__ import annotations
 
 import base64
+import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import urllib3
@@ -29,6 +32,7 @@ from .errors import (
 from .retries import RetrySettings, call_with_retries
 
 _DROPPED = re.compile(r"dropped=(\d+)")
+_ECHOED_LINE = re.compile(r"unable to parse '(.{120}).*?': ", re.S)  # keeps 120 characters of a line
 
 
 def public_url(url: str) -> str:
@@ -41,15 +45,42 @@ def public_url(url: str) -> str:
 
 
 def _retry_after(response: urllib3.BaseHTTPResponse) -> float | None:
+    """``Retry-After`` in seconds: delta-seconds or an HTTP-date (RFC 9110), None if absent or bad."""
     value = response.headers.get("Retry-After")
+    if value is None:
+        return None
     try:
-        return max(0.0, float(value)) if value is not None else None
+        return max(0.0, float(value))
     except ValueError:
-        return None  # an HTTP-date: fall back to our own backoff
+        pass
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None  # unreadable: fall back to our own backoff
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return max(0.0, (moment - datetime.now(timezone.utc)).total_seconds())
+
+
+def _server_message(text: str) -> str:
+    """The ``error`` string of a JSON error body (1.x/2.x send one); otherwise the text itself."""
+    try:
+        payload = json.loads(text)
+    except ValueError:
+        return text
+    if isinstance(payload, dict) and isinstance(payload.get("error") or payload.get("message"), str):
+        return str(payload.get("error") or payload.get("message"))
+    return text
+
+
+def _shorten_echoed_lines(body: str) -> str:
+    """Shorten the lines a server echoes in ``unable to parse '<line>': reason`` so reasons survive."""
+    return _ECHOED_LINE.sub(lambda m: f"unable to parse '{m.group(1)}…': ", body)
 
 
 def classify_response(status: int, body: str, where: str, retry_after: float | None = None) -> InfluxAssetsError:
     """Turn a non-2xx response into the matching error (``body`` must already be redacted)."""
+    body = _shorten_echoed_lines(body)
     lowered = body.lower()
     if status == 429 or status >= 500:
         return ServerBusyError(f"InfluxDB at {where} is busy or failing (HTTP {status}): {body[:500]}", retry_after)
@@ -64,17 +95,23 @@ def classify_response(status: int, body: str, where: str, retry_after: float | N
             "INFLUXDB_DATABASE"
         )
     if "partial write" in lowered:
-        if "field type conflict" in lowered:
-            return FieldTypeConflictError(f"InfluxDB at {where} rejected points: {body[:800]}")
         match = _DROPPED.search(body)
         dropped = int(match.group(1)) + lowered.count("unable to parse") if match else None
+        if "field type conflict" in lowered:
+            return FieldTypeConflictError(
+                f"InfluxDB at {where} rejected points ({dropped} points dropped): {body[:800]}",
+                points_dropped=dropped,
+                reason=body[:2000],
+            )
         return PartialWriteError(
             f"InfluxDB at {where} wrote only part of a batch ({dropped} points dropped): {body[:800]}",
             points_dropped=dropped,
             reason=body[:2000],
         )
     if "field type conflict" in lowered or status == 422:
-        return FieldTypeConflictError(f"InfluxDB at {where} rejected points: {body[:800]}")
+        return FieldTypeConflictError(
+            f"InfluxDB at {where} rejected points: {body[:800]}", reason=body[:2000]
+        )
     return BadRequestError(f"InfluxDB at {where} rejected the request (HTTP {status}): {body[:800]}")
 
 
@@ -158,10 +195,18 @@ class HttpSession:
             )
         except urllib3.exceptions.HTTPError as error:
             detail = redact(type(error).__name__ + ": " + str(error), self.secrets)
+            # NewConnectionError subclasses ConnectTimeoutError in urllib3 2.x: refused is not slow.
+            if isinstance(error, urllib3.exceptions.TimeoutError) and not isinstance(
+                error, urllib3.exceptions.NewConnectionError
+            ):
+                raise ServerUnreachableError(
+                    f"InfluxDB at {self.where} did not answer within {self.timeout:g} s "
+                    f"(timeout_seconds) — is it overloaded or unreachable? ({detail[:300]})"
+                ) from None
             raise ServerUnreachableError(
                 f"cannot reach InfluxDB at {self.where} — is it running? ({detail[:300]})"
             ) from None
         if response.status >= 300:
-            text = redact(response.data.decode("utf-8", errors="replace"), self.secrets)
+            text = redact(_server_message(response.data.decode("utf-8", errors="replace")), self.secrets)
             raise classify_response(response.status, text.strip(), self.where, _retry_after(response))
         return response

@@ -12,15 +12,15 @@ from .slice import MeasurementSlice
 
 def quote_ident(name: str) -> str:
     """Quote an identifier (database, measurement, tag or field key)."""
-    if "\n" in name or "\r" in name:
-        raise ValueError(f"identifier {name!r} contains a newline")
+    if "\n" in name or "\r" in name or "\x00" in name:
+        raise ValueError(f"identifier {name!r} contains a newline or NUL, which InfluxQL cannot express")
     return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def quote_literal(value: str) -> str:
     """Quote a string literal (tag value)."""
-    if "\n" in value or "\r" in value:
-        raise ValueError(f"string literal {value!r} contains a newline")
+    if "\n" in value or "\r" in value or "\x00" in value:
+        raise ValueError(f"string literal {value!r} contains a newline or NUL, which InfluxQL cannot express")
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 

@@ -58,10 +58,15 @@ class InfluxDBResource(ConfigurableResource):
         default="auto", description="'v1' (1.x, 3.x), 'v2' (2.x, Cloud) or 'auto' (ask /ping)."
     )
     database: str = Field(default="telemetry", description="Default database (1.x/3.x) or bucket (2.x).")
-    token: str | None = Field(default=None, description="API token (2.x/3.x, or 1.8+ 'user:password').")
+    # repr=False: a logged or printed resource must not show credentials.
+    token: str | None = Field(
+        default=None, description="API token (2.x/3.x, or 1.8+ 'user:password').", repr=False
+    )
     org: str | None = Field(default=None, description="Organization (2.x only).")
     username: str | None = Field(default=None, description="User for 1.x basic authentication.")
-    password: str | None = Field(default=None, description="Password for 1.x basic authentication.")
+    password: str | None = Field(
+        default=None, description="Password for 1.x basic authentication.", repr=False
+    )
     timeout_seconds: float = Field(default=30.0, description="Connect and read timeout per request.")
     max_attempts: int = Field(default=5, description="Attempts per request for transient errors.")
     initial_backoff_seconds: float = Field(default=0.5, description="First retry delay (doubles).")
