@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 from dagster import AssetExecutionContext, asset
 
+from .observability import record_stage_metrics
 from .partitions import hourly_windows
 
 EXAMPLE_SENSORS = ("s-1", "s-2", "s-3")
@@ -32,7 +33,9 @@ def example_readings(context: AssetExecutionContext) -> pd.DataFrame:
         seed = int.from_bytes(hashlib.sha256(f"{sensor}{window.start}".encode()).digest()[:4], "big")
         values = np.random.default_rng(seed).normal(20.0, 2.0, len(minutes)).round(3)
         frames.append(pd.DataFrame({"time": minutes, "sensor_id": sensor, "value": values}))
-    return pd.concat(frames, ignore_index=True)
+    readings = pd.concat(frames, ignore_index=True)
+    record_stage_metrics(context, rows=len(readings))
+    return readings
 
 
 @asset(
@@ -49,4 +52,5 @@ def example_readings_summary(context: AssetExecutionContext, example_readings: p
         .agg(mean=("value", "mean"), count=("value", "count"))
     )
     summary.insert(0, "time", pd.Timestamp(context.partition_time_window.start).tz_convert("UTC"))
+    record_stage_metrics(context, rows=len(summary))
     return summary
