@@ -6,6 +6,7 @@ from dagster import EnvVar
 
 from .influxdb import InfluxDBResource
 from .influxdb.io_manager import InfluxDBIOManager
+from .pipeline.archive import ColdStorage
 
 #: Every variable the resource reads. The scripts export all of them (empty when unused), because
 #: ``EnvVar`` fails on a variable that is not set at all.
@@ -28,6 +29,14 @@ def influxdb_from_env() -> InfluxDBResource:
     )
 
 
-def resources_for(influxdb: InfluxDBResource) -> dict[str, object]:
-    """The resource dictionary every job of this code location needs."""
-    return {"influxdb": influxdb, "influxdb_io_manager": InfluxDBIOManager(influxdb=influxdb)}
+def resources_for(influxdb: InfluxDBResource, cold_storage: ColdStorage | None = None) -> dict[str, object]:
+    """The resource dictionary every job of this code location needs.
+
+    ``cold_storage`` (where ``telemetry_archive`` writes) defaults to ``ColdStorage()``: ``$ARCHIVE_URL``
+    or ``<project>/archive``, resolved when the archive runs.
+    """
+    return {
+        "influxdb": influxdb,
+        "influxdb_io_manager": InfluxDBIOManager(influxdb=influxdb),
+        "cold_storage": cold_storage or ColdStorage(),
+    }

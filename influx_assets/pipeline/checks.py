@@ -1,0 +1,174 @@
+"""Quality gates shared by every stage: stored = returned, rows inside the window, no NaN.
+
+Each factory builds one partitioned ``@asset_check`` for a stage. They compare what the server holds
+*now* with what the stage reported in its materialization metadata (``fingerprint``, ``rows_out``,
+``earliest_row_ns``/``latest_row_ns``, ``window_start``/``window_end``): the check reads the run's
+materialization of the asset, or, when run on its own, the partition's latest one. Blocking checks stop
+downstream stages of the run when they fail; the failed partition is the only one affected.
+"""
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetChecksDefinition,
+    AssetKey,
+    AssetRecordsFilter,
+    DagsterEventType,
+    MetadataValue,
+    PartitionsDefinition,
+    asset_check,
+)
+
+from ..fingerprint import frame_fingerprint
+from ..influxdb import InfluxDBResource
+from .stage import STAGE_RETRY
+
+
+def latest_metadata(context: AssetCheckExecutionContext, asset_key: AssetKey) -> dict | None:
+    """Metadata of the asset's materialization in this run, else of the partition's latest one."""
+    records = context.instance.get_records_for_run(
+        run_id=context.run.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION
+    ).records
+    for record in reversed(records):
+        materialization = record.event_log_entry.asset_materialization
+        if materialization is not None and materialization.asset_key == asset_key:
+            return dict(materialization.metadata)
+    keys = list(context.partition_keys) if context.has_partition_key_range else [context.partition_key]
+    found = context.instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=asset_key, asset_partitions=keys[:1]), limit=1
+    ).records
+    return dict(found[0].asset_materialization.metadata) if found else None
+
+
+def reported_window(metadata: dict, context: AssetCheckExecutionContext) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """The window the materialization covered (the IO manager's ``window_start``/``window_end``).
+
+    A range run's materialization covers the whole range; without those keys, the check's own window.
+    """
+    if "window_start" not in metadata or "window_end" not in metadata:
+        return check_window(context)
+    return (
+        pd.Timestamp(metadata["window_start"].value, unit="s", tz="UTC"),
+        pd.Timestamp(metadata["window_end"].value, unit="s", tz="UTC"),
+    )
+
+
+def check_window(context: AssetCheckExecutionContext) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """The check run's own partition window."""
+    window = context.partition_time_window
+    return pd.Timestamp(window.start).tz_convert("UTC"), pd.Timestamp(window.end).tz_convert("UTC")
+
+
+def read_measurement(
+    influxdb: InfluxDBResource, measurement: str, start: pd.Timestamp, end: pd.Timestamp
+) -> pd.DataFrame:
+    """The measurement's points in ``[start, end)``."""
+    return influxdb.read_window(influxdb.slice(measurement, start, end))
+
+
+def _missing(asset_key: AssetKey) -> AssetCheckResult:
+    return AssetCheckResult(
+        passed=False, description=f"no materialization of {asset_key.to_user_string()} to compare"
+    )
+
+
+def readback_check(
+    asset_key: str, measurement: str, partitions_def: PartitionsDefinition
+) -> AssetChecksDefinition:
+    """Blocking: the fingerprint of the window read back equals the fingerprint of what was returned."""
+
+    @asset_check(
+        asset=asset_key,
+        name="readback_matches_output",
+        blocking=True,
+        partitions_def=partitions_def,
+        retry_policy=STAGE_RETRY,
+        description="What reads back from InfluxDB for the window is exactly what the stage returned.",
+    )
+    def _readback(context: AssetCheckExecutionContext, influxdb: InfluxDBResource) -> AssetCheckResult:
+        metadata = latest_metadata(context, AssetKey(asset_key))
+        if metadata is None:
+            return _missing(AssetKey(asset_key))
+        stored = read_measurement(influxdb, measurement, *reported_window(metadata, context))
+        expected, actual = metadata["fingerprint"].value, frame_fingerprint(stored)
+        return AssetCheckResult(
+            passed=expected == actual,
+            metadata={
+                "rows_written": MetadataValue.int(int(metadata["rows_out"].value)),
+                "rows_read_back": MetadataValue.int(len(stored)),
+                "expected_fingerprint": MetadataValue.text(expected),
+                "actual_fingerprint": MetadataValue.text(actual),
+            },
+        )
+
+    return _readback
+
+
+def inside_window_check(asset_key: str, partitions_def: PartitionsDefinition) -> AssetChecksDefinition:
+    """Blocking: the earliest and latest row the stage returned lie inside its window."""
+
+    @asset_check(
+        asset=asset_key,
+        name="rows_inside_window",
+        blocking=True,
+        partitions_def=partitions_def,
+        retry_policy=STAGE_RETRY,
+        description="No row the stage produced lies outside its window.",
+    )
+    def _inside(context: AssetCheckExecutionContext) -> AssetCheckResult:
+        metadata = latest_metadata(context, AssetKey(asset_key))
+        if metadata is None:
+            return _missing(AssetKey(asset_key))
+        start, end = reported_window(metadata, context)
+        rows = int(metadata["rows_out"].value)
+        earliest, latest = int(metadata["earliest_row_ns"].value), int(metadata["latest_row_ns"].value)
+        inside = rows == 0 or (start.value <= earliest and latest < end.value)
+        return AssetCheckResult(
+            passed=inside,
+            metadata={
+                "rows_out": MetadataValue.int(rows),
+                "seconds_before_window": MetadataValue.float(
+                    max(0.0, (start.value - earliest) / 1e9) if rows else 0.0
+                ),
+                "seconds_after_window": MetadataValue.float(
+                    max(0.0, (latest - end.value + 1) / 1e9) if rows else 0.0
+                ),
+            },
+        )
+
+    return _inside
+
+
+def no_nan_check(
+    asset_key: str, measurement: str, fields: Sequence[str], partitions_def: PartitionsDefinition
+) -> AssetChecksDefinition:
+    """Blocking: every stored row of the window has a finite value in each aggregate field."""
+
+    @asset_check(
+        asset=asset_key,
+        name="no_nan_in_aggregates",
+        blocking=True,
+        partitions_def=partitions_def,
+        retry_policy=STAGE_RETRY,
+        description=f"Fields {', '.join(fields)} are present and finite in every row.",
+    )
+    def _no_nan(context: AssetCheckExecutionContext, influxdb: InfluxDBResource) -> AssetCheckResult:
+        stored = read_measurement(influxdb, measurement, *check_window(context))
+        bad: dict[str, int] = {}
+        for field in fields:
+            if field not in stored.columns:
+                bad[field] = len(stored)
+                continue
+            values = pd.to_numeric(stored[field], errors="coerce").astype("float64")
+            bad[field] = int((~np.isfinite(values.to_numpy())).sum())
+        return AssetCheckResult(
+            passed=sum(bad.values()) == 0,
+            metadata={"rows_checked": MetadataValue.int(len(stored))}
+            | {f"non_finite_{field}": MetadataValue.int(n) for field, n in bad.items()},
+        )
+
+    return _no_nan

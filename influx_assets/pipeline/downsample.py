@@ -1,0 +1,73 @@
+"""Stage 5: ``telemetry_1h`` — hourly aggregates computed from the 5-minute aggregates.
+
+Daily partitions; each loads the day's 24 hourly ``telemetry_5m`` partitions. Per series and hour:
+``mean`` is count-weighted (sum of mean x count over the sum of counts — the mean of the points, not
+the mean of means), ``min`` the min of mins, ``max`` the max of maxes, ``count`` the sum of counts,
+``first`` the ``first`` of the earliest 5-minute window and ``last`` the ``last`` of the latest.
+"""
+
+import time
+
+import pandas as pd
+from dagster import AssetExecutionContext, MetadataValue, asset
+
+from ..partitions import daily_windows
+from .aggregate import AGGREGATE_FIELDS, empty_aggregates
+from .contract import HOURLY_MEASUREMENT, SERIES_TAGS
+from .stage import (
+    GROUP,
+    IO_MANAGER_KEY,
+    KINDS_TAGS,
+    STAGE_RETRY,
+    WRITER_POOL,
+    floor_time,
+    influx_storage,
+    stage_metadata,
+)
+
+
+def downsample_1h(five_minute: pd.DataFrame) -> pd.DataFrame:
+    """Hourly aggregates from 5-minute aggregates (see the module docstring)."""
+    if five_minute.empty:
+        return empty_aggregates()
+    frame = five_minute[["time", *SERIES_TAGS, *AGGREGATE_FIELDS]].copy()
+    frame = frame[frame["count"] > 0].sort_values(["time", *SERIES_TAGS], kind="stable")
+    frame["hour"] = floor_time(frame["time"], "1h")
+    frame["weighted"] = frame["mean"].to_numpy(dtype="float64") * frame["count"].to_numpy(dtype="float64")
+    grouped = frame.groupby(["hour", *SERIES_TAGS], sort=True)
+    result = grouped.agg(
+        weighted=("weighted", "sum"),
+        min=("min", "min"),
+        max=("max", "max"),
+        count=("count", "sum"),
+        first=("first", "first"),
+        last=("last", "last"),
+    )
+    result["mean"] = result["weighted"] / result["count"].to_numpy(dtype="float64")
+    result = result.reset_index().rename(columns={"hour": "time"}).astype({"count": "int64"})
+    return result[["time", *SERIES_TAGS, *AGGREGATE_FIELDS]].reset_index(drop=True)
+
+
+@asset(
+    partitions_def=daily_windows,
+    io_manager_key=IO_MANAGER_KEY,
+    metadata=influx_storage(HOURLY_MEASUREMENT, SERIES_TAGS),
+    kinds=KINDS_TAGS,
+    group_name=GROUP,
+    retry_policy=STAGE_RETRY,
+    pool=WRITER_POOL,
+)
+def telemetry_1h(context: AssetExecutionContext, telemetry_5m: pd.DataFrame) -> pd.DataFrame:
+    """Hourly downsample of the day's 5-minute aggregates (count-weighted mean, min of mins, ...)."""
+    started = time.perf_counter()
+    hourly = downsample_1h(telemetry_5m)
+    context.add_output_metadata(
+        stage_metadata(
+            context,
+            hourly,
+            len(telemetry_5m),
+            started,
+            points_aggregated=MetadataValue.int(int(hourly["count"].sum())),
+        )
+    )
+    return hourly

@@ -1,0 +1,102 @@
+"""What every stage shares: the retry policy, the run's window, storage metadata and stage metadata.
+
+A run covers one partition or, in a single-run backfill, a range of them; ``run_window`` is always the
+whole range, and stage code works on ranges (grouping by hour or day itself where it must). Metadata
+returned by a range run is copied by Dagster to every partition of the range: the counts are then
+range totals, and ``partitions_in_run`` says so.
+"""
+
+import time
+import warnings
+from collections.abc import Iterable
+
+import pandas as pd
+from dagster import (
+    AssetExecutionContext,
+    Backoff,
+    BetaWarning,
+    Jitter,
+    MetadataValue,
+    PreviewWarning,
+    RetryPolicy,
+)
+
+from ..fingerprint import frame_fingerprint
+
+# Partitioned asset checks (a check result per window) and a partitioned observable source asset are
+# what this pipeline needs; Dagster 1.13 labels them preview/beta. Every stage module imports this one
+# before its decorators run, so the notice is silenced once, here, for exactly these two features.
+warnings.filterwarnings("ignore", category=PreviewWarning, message=".*partitions_def on an AssetCheckSpec.*")
+warnings.filterwarnings("ignore", category=BetaWarning, message=".*observable_source_asset.*")
+
+#: Every stage retries a failed step three times, 1 s then 2 s then 4 s, each +-jitter.
+STAGE_RETRY = RetryPolicy(max_retries=3, delay=1, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS)
+
+#: Concurrency pool of steps that write windows to InfluxDB (limits in dagster.yaml).
+WRITER_POOL = "influxdb_write"
+
+#: Group of all pipeline assets in the UI.
+GROUP = "telemetry"
+
+IO_MANAGER_KEY = "influxdb_io_manager"
+KINDS_TAGS = {"influxdb", "pandas"}
+
+
+def influx_storage(measurement: str, tags: Iterable[str]) -> dict[str, object]:
+    """Definition metadata telling the InfluxDB IO manager where a stage's partitions live."""
+    return {"influxdb/measurement": measurement, "influxdb/tags": list(tags)}
+
+
+def run_window(context: AssetExecutionContext) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """The run's half-open window ``[start, end)`` in UTC (a range run's whole range)."""
+    window = context.partition_time_window
+    return pd.Timestamp(window.start).tz_convert("UTC"), pd.Timestamp(window.end).tz_convert("UTC")
+
+
+def partitions_in_run(context: AssetExecutionContext) -> int:
+    """How many partitions this run materializes (more than one in a single-run backfill)."""
+    return len(context.partition_keys) if context.has_partition_key_range else 1
+
+
+def time_bounds_ns(frame: pd.DataFrame) -> tuple[int, int]:
+    """Earliest and latest ``time`` of a frame in ns since the epoch (``(0, 0)`` when empty)."""
+    if frame.empty:
+        return 0, 0
+    stamps = frame["time"].dt.tz_convert("UTC").dt.as_unit("ns").astype("int64")
+    return int(stamps.min()), int(stamps.max())
+
+
+def stage_metadata(
+    context: AssetExecutionContext,
+    frame: pd.DataFrame,
+    rows_in: int,
+    started: float,
+    **extra: MetadataValue,
+) -> dict[str, MetadataValue]:
+    """The numeric metadata every stage reports, plus the fingerprint checks compare against.
+
+    Args:
+        context: the asset's execution context (for the window and partition count).
+        frame: what the stage returns (and the IO manager writes).
+        rows_in: rows the stage read.
+        started: ``time.perf_counter()`` when the stage began.
+        extra: stage-specific metadata.
+    """
+    earliest, latest = time_bounds_ns(frame)
+    start, end = run_window(context)
+    return {
+        "rows_in": MetadataValue.int(int(rows_in)),
+        "rows_out": MetadataValue.int(len(frame)),
+        "duration_seconds": MetadataValue.float(round(time.perf_counter() - started, 4)),
+        "window_hours": MetadataValue.float((end - start).total_seconds() / 3600.0),
+        "partitions_in_run": MetadataValue.int(partitions_in_run(context)),
+        "earliest_row_ns": MetadataValue.int(earliest),
+        "latest_row_ns": MetadataValue.int(latest),
+        "fingerprint": MetadataValue.text(frame_fingerprint(frame)),
+        **extra,
+    }
+
+
+def floor_time(times: pd.Series, freq: str) -> pd.Series:
+    """Start of the fixed UTC bucket (``"5min"``, ``"1h"``, ``"1D"``) each timestamp falls in."""
+    return times.dt.tz_convert("UTC").dt.floor(freq)
