@@ -267,6 +267,7 @@ def record_stage_metrics(
     influxdb: InfluxDBResource | None = None,
     database: str | None = None,
     asset_key: AssetKey | None = None,
+    attach: bool = True,
 ) -> StageSample | None:
     """Measure the running stage and export it (OpenTelemetry + ``pipeline_metrics``); never raises.
 
@@ -277,6 +278,7 @@ def record_stage_metrics(
             of its InfluxDB IO manager. Without one only OpenTelemetry gets the values.
         database: database for ``pipeline_metrics``; default the resource's.
         asset_key: which asset of a multi-asset this is; default ``context.asset_key``.
+        attach: add the sample to the output metadata (callers building their own metadata say False).
 
     Returns:
         The sample, or None if it could not be measured (logged).
@@ -302,6 +304,8 @@ def record_stage_metrics(
     except Exception as error:  # noqa: BLE001 - our errors carry no secrets
         reason = f"{type(error).__name__}: {error}"
         _warn(context, f"could not write {METRICS_MEASUREMENT} for {sample.stage}: {reason}")
+    if not attach:
+        return sample
     try:
         context.add_output_metadata(sample.as_metadata())
     except Exception:  # noqa: BLE001 - e.g. a multi-asset without output name

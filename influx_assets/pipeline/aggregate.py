@@ -16,8 +16,9 @@ from .stage import (
     GROUP,
     IO_MANAGER_KEY,
     KINDS_TAGS,
+    HOURLY_BACKFILL,
     STAGE_RETRY,
-    WRITER_POOL,
+    writer_pool,
     floor_time,
     influx_storage,
     stage_metadata,
@@ -55,7 +56,8 @@ def aggregate_5m(points: pd.DataFrame) -> pd.DataFrame:
     kinds=KINDS_TAGS,
     group_name=GROUP,
     retry_policy=STAGE_RETRY,
-    pool=WRITER_POOL,
+    backfill_policy=HOURLY_BACKFILL,
+    pool=writer_pool("telemetry_5m"),
 )
 def telemetry_5m(context: AssetExecutionContext, normalized_telemetry: pd.DataFrame) -> pd.DataFrame:
     """Mean, min, max, count, first and last per series and 5-minute window."""

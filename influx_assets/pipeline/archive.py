@@ -26,7 +26,7 @@ from pydantic import Field
 
 from ..partitions import daily_windows
 from .contract import NORMALIZED_MEASUREMENT, SERIES_TAGS
-from .stage import GROUP, STAGE_RETRY, run_window, stage_metadata
+from .stage import GROUP, DAILY_BACKFILL, STAGE_RETRY, run_window, stage_metadata
 
 ARCHIVE_DATASET = NORMALIZED_MEASUREMENT
 
@@ -112,6 +112,7 @@ def days_of(start: pd.Timestamp, end: pd.Timestamp) -> list[pd.Timestamp]:
     kinds={"parquet", "pandas"},
     group_name=GROUP,
     retry_policy=STAGE_RETRY,
+    backfill_policy=DAILY_BACKFILL,
 )
 def telemetry_archive(
     context: AssetExecutionContext, cold_storage: ColdStorage, normalized_telemetry: pd.DataFrame

@@ -18,8 +18,9 @@ from .stage import (
     GROUP,
     IO_MANAGER_KEY,
     KINDS_TAGS,
+    DAILY_BACKFILL,
     STAGE_RETRY,
-    WRITER_POOL,
+    writer_pool,
     floor_time,
     influx_storage,
     stage_metadata,
@@ -55,7 +56,8 @@ def downsample_1h(five_minute: pd.DataFrame) -> pd.DataFrame:
     kinds=KINDS_TAGS,
     group_name=GROUP,
     retry_policy=STAGE_RETRY,
-    pool=WRITER_POOL,
+    backfill_policy=DAILY_BACKFILL,
+    pool=writer_pool("telemetry_1h"),
 )
 def telemetry_1h(context: AssetExecutionContext, telemetry_5m: pd.DataFrame) -> pd.DataFrame:
     """Hourly downsample of the day's 5-minute aggregates (count-weighted mean, min of mins, ...)."""

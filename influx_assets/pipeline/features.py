@@ -29,8 +29,9 @@ from .stage import (
     GROUP,
     IO_MANAGER_KEY,
     KINDS_TAGS,
+    DAILY_BACKFILL,
     STAGE_RETRY,
-    WRITER_POOL,
+    writer_pool,
     influx_storage,
     run_window,
     stage_metadata,
@@ -105,7 +106,8 @@ def features_by_sensor(points: pd.DataFrame, day_start: pd.Timestamp, day_end: p
     kinds=KINDS_TAGS,
     group_name=GROUP,
     retry_policy=STAGE_RETRY,
-    pool=WRITER_POOL,
+    backfill_policy=DAILY_BACKFILL,
+    pool=writer_pool("sensor_features"),
 )
 def sensor_features(context: AssetExecutionContext, normalized_telemetry: pd.DataFrame) -> pd.DataFrame:
     """One feature row per sensor per day: mean, std, min, max, p95, trend, gaps, anomalies, completeness."""

@@ -25,8 +25,9 @@ from .stage import (
     GROUP,
     IO_MANAGER_KEY,
     KINDS_TAGS,
+    HOURLY_BACKFILL,
     STAGE_RETRY,
-    WRITER_POOL,
+    writer_pool,
     influx_storage,
     stage_metadata,
 )
@@ -92,7 +93,8 @@ def normalize_window(validated: pd.DataFrame) -> pd.DataFrame:
     kinds=KINDS_TAGS,
     group_name=GROUP,
     retry_policy=STAGE_RETRY,
-    pool=WRITER_POOL,
+    backfill_policy=HOURLY_BACKFILL,
+    pool=writer_pool("normalized_telemetry"),
 )
 def normalized_telemetry(context: AssetExecutionContext, validated_telemetry: pd.DataFrame) -> pd.DataFrame:
     """Validated points in canonical units and tag spelling, one point per sensor reading."""

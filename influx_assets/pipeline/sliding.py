@@ -20,8 +20,9 @@ from .stage import (
     GROUP,
     IO_MANAGER_KEY,
     KINDS_TAGS,
+    HOURLY_BACKFILL,
     STAGE_RETRY,
-    WRITER_POOL,
+    writer_pool,
     influx_storage,
     run_window,
     stage_metadata,
@@ -65,7 +66,8 @@ def sliding_15m(five_minute: pd.DataFrame, start: pd.Timestamp, end: pd.Timestam
     kinds=KINDS_TAGS,
     group_name=GROUP,
     retry_policy=STAGE_RETRY,
-    pool=WRITER_POOL,
+    backfill_policy=HOURLY_BACKFILL,
+    pool=writer_pool("telemetry_sliding_15m"),
     ins={
         "five_minute": AssetIn("telemetry_5m", partition_mapping=TimeWindowPartitionMapping(start_offset=-1))
     },

@@ -13,6 +13,8 @@ from collections.abc import Iterable
 import pandas as pd
 from dagster import (
     AssetExecutionContext,
+    AssetKey,
+    BackfillPolicy,
     Backoff,
     BetaWarning,
     Jitter,
@@ -22,18 +24,34 @@ from dagster import (
 )
 
 from ..fingerprint import frame_fingerprint
+from ..observability import record_stage_metrics
 
 # Partitioned asset checks (a check result per window) and a partitioned observable source asset are
 # what this pipeline needs; Dagster 1.13 labels them preview/beta. Every stage module imports this one
 # before its decorators run, so the notice is silenced once, here, for exactly these two features.
 warnings.filterwarnings("ignore", category=PreviewWarning, message=".*partitions_def on an AssetCheckSpec.*")
 warnings.filterwarnings("ignore", category=BetaWarning, message=".*observable_source_asset.*")
+warnings.filterwarnings("ignore", category=BetaWarning, message=".*backfill_policy.*")
 
-#: Every stage retries a failed step three times, 1 s then 2 s then 4 s, each +-jitter.
+#: Every stage retries a failed step three times. Dagster's exponential backoff waits
+#: delay * (2**n - 1): 1 s, 3 s, 7 s, each +- up to 1 s of jitter.
 STAGE_RETRY = RetryPolicy(max_retries=3, delay=1, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS)
 
-#: Concurrency pool of steps that write windows to InfluxDB (limits in dagster.yaml).
-WRITER_POOL = "influxdb_write"
+#: Hourly stages backfill a day of windows per run; daily stages a week per run. A range run reads and
+#: writes the whole range at once (the IO manager supports ranges), so a 7-day backfill is 7 runs, not
+#: 168, while one bad day still fails only its own run.
+HOURLY_BACKFILL = BackfillPolicy.multi_run(max_partitions_per_run=24)
+DAILY_BACKFILL = BackfillPolicy.multi_run(max_partitions_per_run=7)
+
+
+def writer_pool(stage: str) -> str:
+    """Concurrency pool of the steps writing one stage's measurement.
+
+    dagster.yaml limits every pool to one step at a time (``concurrency.pools.default_limit: 1``), so
+    two runs never write the same measurement (and so the same window) at once, while different stages
+    still run in parallel.
+    """
+    return f"influxdb_write/{stage}"
 
 #: Group of all pipeline assets in the UI.
 GROUP = "telemetry"
@@ -71,20 +89,28 @@ def stage_metadata(
     frame: pd.DataFrame,
     rows_in: int,
     started: float,
+    stage: AssetKey | None = None,
     **extra: MetadataValue,
 ) -> dict[str, MetadataValue]:
     """The numeric metadata every stage reports, plus the fingerprint checks compare against.
+
+    Also records the stage's metrics (latency, rows, retries, queue depth; see
+    :mod:`influx_assets.observability`) and adds them to the metadata. Never fails the stage.
 
     Args:
         context: the asset's execution context (for the window and partition count).
         frame: what the stage returns (and the IO manager writes).
         rows_in: rows the stage read.
         started: ``time.perf_counter()`` when the stage began.
+        stage: which asset of a multi-asset this is (default: the context's asset).
         extra: stage-specific metadata.
     """
     earliest, latest = time_bounds_ns(frame)
     start, end = run_window(context)
+    sample = record_stage_metrics(context, rows=len(frame), asset_key=stage, attach=False)
+    measured = {k: MetadataValue.float(float(v)) for k, v in (sample.as_metadata() if sample else {}).items()}
     return {
+        **measured,
         "rows_in": MetadataValue.int(int(rows_in)),
         "rows_out": MetadataValue.int(len(frame)),
         "duration_seconds": MetadataValue.float(round(time.perf_counter() - started, 4)),

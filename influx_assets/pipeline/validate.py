@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from dagster import AssetExecutionContext, AssetIn, AssetOut, Config, MetadataValue, Output, multi_asset
+from dagster import AssetExecutionContext, AssetIn, AssetKey, AssetOut, Config, MetadataValue, Output, multi_asset
 from pydantic import Field
 
 from ..fingerprint import frame_fingerprint
@@ -47,8 +47,9 @@ from .stage import (
     GROUP,
     IO_MANAGER_KEY,
     KINDS_TAGS,
+    HOURLY_BACKFILL,
     STAGE_RETRY,
-    WRITER_POOL,
+    writer_pool,
     influx_storage,
     stage_metadata,
 )
@@ -212,7 +213,8 @@ class ValidationConfig(Config):
     ins={"raw": AssetIn("raw_telemetry")},
     partitions_def=hourly_windows,
     retry_policy=STAGE_RETRY,
-    pool=WRITER_POOL,
+    backfill_policy=HOURLY_BACKFILL,
+    pool=writer_pool("validate_telemetry"),
 )
 def validate_telemetry(context: AssetExecutionContext, config: ValidationConfig, raw: pd.DataFrame):
     """Every raw point of the window goes to exactly one of validated / quarantined."""
@@ -235,10 +237,14 @@ def validate_telemetry(context: AssetExecutionContext, config: ValidationConfig,
     yield Output(
         validated,
         output_name="validated_telemetry",
-        metadata=stage_metadata(context, validated, len(raw), started, **raw_facts, **by_reason),
+        metadata=stage_metadata(
+            context, validated, len(raw), started, AssetKey("validated_telemetry"), **raw_facts, **by_reason
+        ),
     )
     yield Output(
         quarantined,
         output_name="quarantined_telemetry",
-        metadata=stage_metadata(context, quarantined, len(raw), started, **raw_facts, **by_reason),
+        metadata=stage_metadata(
+            context, quarantined, len(raw), started, AssetKey("quarantined_telemetry"), **raw_facts, **by_reason
+        ),
     )

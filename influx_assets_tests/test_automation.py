@@ -1,0 +1,164 @@
+"""Automation: schedule ticks, late-data re-runs, step retries with backoff, declared policies."""
+
+from datetime import datetime, timezone
+
+import pandas as pd
+import pytest
+from dagster import (
+    AssetKey,
+    AssetSelection,
+    Backoff,
+    DagsterEventType,
+    DagsterInstance,
+    Jitter,
+    RetryPolicy,
+    asset,
+    build_schedule_context,
+    build_sensor_context,
+    materialize,
+)
+
+from influx_assets.definitions import defs
+from influx_assets.feed import write_simulation
+from influx_assets.late_data import closed_windows, late_data_sensor, late_window_requests, stale_day_requests
+from influx_assets.pipeline import ColdStorage, daily_assets, hourly_assets, pipeline_assets, pipeline_checks
+from influx_assets.pipeline.stage import DAILY_BACKFILL, HOURLY_BACKFILL
+from influx_assets.resources import resources_for
+from influx_assets.simulate import SimulationConfig, simulate
+
+HOURLY = ["validated_telemetry", "quarantined_telemetry", "normalized_telemetry", "telemetry_5m", "telemetry_sliding_15m"]
+DAILY = ["telemetry_1h", "telemetry_archive", "sensor_features"]
+
+
+@pytest.mark.parametrize(
+    ("schedule", "tick", "expected_partition"),
+    [
+        ("hourly_pipeline_schedule", datetime(2025, 3, 1, 11, 15, tzinfo=timezone.utc), "2025-03-01-10:00"),
+        ("hourly_pipeline_schedule", datetime(2025, 3, 1, 0, 15, tzinfo=timezone.utc), "2025-02-28-23:00"),
+        ("daily_pipeline_schedule", datetime(2025, 3, 2, 0, 45, tzinfo=timezone.utc), "2025-03-01"),
+    ],
+)
+def test_a_schedule_tick_requests_the_window_that_closed(schedule: str, tick: datetime, expected_partition: str) -> None:
+    schedule_def = defs.get_schedule_def(schedule)
+    with DagsterInstance.ephemeral() as instance:
+        context = build_schedule_context(instance=instance, scheduled_execution_time=tick)
+        [request] = list(schedule_def.evaluate_tick(context).run_requests or [])
+    assert request.partition_key == expected_partition
+
+
+def test_schedules_wait_a_grace_period_and_are_on_by_default() -> None:
+    hourly = defs.get_schedule_def("hourly_pipeline_schedule")
+    daily = defs.get_schedule_def("daily_pipeline_schedule")
+    assert (hourly.cron_schedule, daily.cron_schedule) == ("15 * * * *", "45 0 * * *")
+    assert {hourly.default_status.value, daily.default_status.value} == {"RUNNING"}
+
+
+def test_jobs_select_exactly_the_hourly_and_the_daily_stages() -> None:
+    for job, expected in [("hourly_pipeline", HOURLY), ("daily_pipeline", DAILY)]:
+        selected = defs.resolve_job_def(job).asset_layer.selected_asset_keys
+        assert sorted(k.to_user_string() for k in selected) == sorted(expected)
+
+
+def test_every_stage_retries_with_exponential_backoff_and_jitter_and_backfills_in_ranges() -> None:
+    for assets_def in [*hourly_assets, *daily_assets]:
+        policy = assets_def.node_def.retry_policy
+        assert policy.backoff == Backoff.EXPONENTIAL and policy.jitter == Jitter.PLUS_MINUS and policy.max_retries >= 2
+        expected = HOURLY_BACKFILL if assets_def in hourly_assets else DAILY_BACKFILL
+        assert assets_def.backfill_policy == expected
+
+
+ATTEMPTS: list[float] = []
+
+
+@asset(retry_policy=RetryPolicy(max_retries=3, delay=0.2, backoff=Backoff.EXPONENTIAL))
+def flaky_stage() -> int:
+    ATTEMPTS.append(datetime.now(timezone.utc).timestamp())
+    if len(ATTEMPTS) < 3:
+        raise ConnectionError("InfluxDB went away")
+    return len(ATTEMPTS)
+
+
+def test_a_step_failing_twice_then_succeeding_completes_after_growing_backoff() -> None:
+    ATTEMPTS.clear()
+    with DagsterInstance.ephemeral() as instance:
+        result = materialize([flaky_stage], instance=instance)
+        retries = [e for e in result.all_events if e.event_type == DagsterEventType.STEP_UP_FOR_RETRY]
+    assert result.success and len(ATTEMPTS) == 3
+    # Dagster's exponential backoff waits delay * (2**n - 1): 0.2 s, then 0.6 s
+    assert [e.event_specific_data.seconds_to_wait for e in retries] == pytest.approx([0.2, 0.6])
+    gaps = [b - a for a, b in zip(ATTEMPTS, ATTEMPTS[1:], strict=False)]
+    assert gaps[0] >= 0.2 and gaps[1] >= 0.6
+
+
+# --- late data -------------------------------------------------------------------------------------
+DAY = "2025-04-02"
+WINDOWS = ["2025-04-02-10:00", "2025-04-02-11:00"]
+
+
+def run_keys(selection: list[str], partition: str, resources: dict, instance: DagsterInstance) -> None:
+    result = materialize(
+        [*pipeline_assets, *pipeline_checks], selection=AssetSelection.assets(*selection),
+        partition_key=partition, resources=resources, instance=instance, raise_on_error=False,
+    )
+    assert result.success
+
+
+def materialized(instance: DagsterInstance) -> dict[tuple[str, str], int]:
+    """(asset, partition) -> number of materializations so far."""
+    counts: dict[tuple[str, str], int] = {}
+    for name in HOURLY + DAILY:
+        for record in instance.fetch_materializations(AssetKey(name), limit=1000).records:
+            key = (name, record.partition_key)
+            counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def test_late_points_rerun_exactly_their_window_and_its_day_once(influxdb, oracle, tmp_path) -> None:
+    config = SimulationConfig(start=pd.Timestamp("2025-04-02T10:00Z"), end=pd.Timestamp("2025-04-02T12:00Z"),
+                              sensors=8, seed=7)
+    simulation = simulate(config)
+    write_simulation(simulation, influxdb, "on_time")
+    resources = resources_for(influxdb, ColdStorage(base_url=str(tmp_path)))
+    instance = DagsterInstance.ephemeral()
+    for window in WINDOWS:
+        run_keys(HOURLY, window, resources, instance)
+    run_keys(DAILY, DAY, resources, instance)
+    assert late_window_requests(instance, influxdb, WINDOWS) == []
+    assert stale_day_requests(instance, WINDOWS) == []
+    before = materialized(instance)
+
+    late = pd.DataFrame({
+        "time": [pd.Timestamp("2025-04-02T11:30:00.5Z")], "site": ["site-late"], "sensor_id": ["late-1"],
+        "kind": ["temperature"], "gateway": ["gw-9"], "value": [21.5], "unit": ["C"],
+        "received_ns": [pd.Timestamp("2025-04-02T12:40Z").value],
+    })
+    influxdb.write_frame(late, "sensor_raw", ["site", "sensor_id", "kind", "gateway"])
+
+    hourly_requests = late_window_requests(instance, influxdb, WINDOWS)
+    assert [(r.job_name, r.partition_key) for r in hourly_requests] == [("hourly_pipeline", "2025-04-02-11:00")]
+    assert late_window_requests(instance, influxdb, WINDOWS)[0].run_key == hourly_requests[0].run_key  # same change, same key
+    assert stale_day_requests(instance, WINDOWS) == []  # the day waits for the hourly re-run
+    run_keys(HOURLY, hourly_requests[0].partition_key, resources, instance)
+
+    assert late_window_requests(instance, influxdb, WINDOWS) == []
+    daily_requests = stale_day_requests(instance, WINDOWS)
+    assert [(r.job_name, r.partition_key) for r in daily_requests] == [("daily_pipeline", DAY)]
+    run_keys(DAILY, DAY, resources, instance)
+    assert stale_day_requests(instance, WINDOWS) == []
+
+    after = materialized(instance)
+    rerun = {key for key in after if after[key] != before.get(key)}
+    assert rerun == {(name, "2025-04-02-11:00") for name in HOURLY} | {(name, DAY) for name in DAILY}
+    assert all(after[key] == before[key] + 1 for key in rerun)
+    assert oracle.count("validated_telemetry", "value", "WHERE \"sensor_id\" = 'late-1'") == 1
+
+
+def test_the_sensor_looks_at_recently_closed_windows_only(influxdb) -> None:
+    now = pd.Timestamp("2025-04-03T05:20Z")
+    windows = closed_windows(now, lookback=3)
+    assert windows == ["2025-04-03-02:00", "2025-04-03-03:00", "2025-04-03-04:00"]
+    with DagsterInstance.ephemeral() as instance, build_sensor_context(
+        instance=instance, resources={"influxdb": influxdb}
+    ) as context:
+        result = late_data_sensor(context)
+    assert result.run_requests == []  # nothing processed yet: the schedules' job, not the sensor's
