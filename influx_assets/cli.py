@@ -81,6 +81,40 @@ def _demo_data(args: argparse.Namespace) -> int:
     return _simulate(args)
 
 
+def _live_feed(args: argparse.Namespace) -> int:
+    """Write the readings of each passing interval, like devices would, until stopped."""
+    import time
+
+    from .feed import write_simulation
+    from .simulate import SimulationConfig, simulate
+
+    resource = _resource(args)
+    resource.wait_until_ready()
+    step = pd.Timedelta(seconds=args.interval)
+    last = pd.Timestamp.now(tz="UTC").floor(step)
+    for iteration in range(args.iterations or sys.maxsize):
+        time.sleep(max(0.0, (last + step - pd.Timestamp.now(tz="UTC")).total_seconds()))
+        now = pd.Timestamp.now(tz="UTC").floor(step)
+        config = SimulationConfig(
+            start=last, end=now, sensors=args.sensors, cadence_seconds=args.cadence, seed=args.seed,
+            rates={},
+        )
+        written = write_simulation(simulate(config), resource, "all").points_written
+        print(f"live-feed: {written} points for [{last.isoformat()}, {now.isoformat()})", flush=True)
+        last = now
+    return 0
+
+
+def _demo_backfill(args: argparse.Namespace) -> int:
+    from .demo import launch_hourly_backfill, recent_windows, wait_for_webserver
+
+    wait_for_webserver(args.webserver)
+    windows = recent_windows(args.hours)
+    backfill = launch_hourly_backfill(args.webserver, windows)
+    print(f"demo-backfill: backfill {backfill} of the hourly stages over {windows[0]}...{windows[-1]}")
+    return 0
+
+
 def _add_target(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--url", help="InfluxDB URL (default $INFLUXDB_URL or http://127.0.0.1:8086)")
     parser.add_argument("--database", help="database/bucket (default $INFLUXDB_DATABASE or telemetry)")
@@ -121,6 +155,20 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--seed", type=int, default=0)
     _add_target(demo)
     demo.set_defaults(run=_demo_data)
+
+    live = commands.add_parser("live-feed", help="keep writing current readings (the demo's live feed)")
+    live.add_argument("--sensors", type=int, default=20)
+    live.add_argument("--interval", type=float, default=60.0, help="seconds between writes (default 60)")
+    live.add_argument("--cadence", type=float, default=30.0, help="seconds between readings (default 30)")
+    live.add_argument("--seed", type=int, default=1000)
+    live.add_argument("--iterations", type=int, default=0, help="stop after N writes (default: never)")
+    _add_target(live)
+    live.set_defaults(run=_live_feed)
+
+    backfill = commands.add_parser("demo-backfill", help="backfill the hourly stages over the last hours via the UI")
+    backfill.add_argument("--webserver", default="http://127.0.0.1:3000")
+    backfill.add_argument("--hours", type=int, default=6)
+    backfill.set_defaults(run=_demo_backfill)
 
     args = parser.parse_args(argv)
     return int(args.run(args))
