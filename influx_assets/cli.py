@@ -81,6 +81,14 @@ def _demo_data(args: argparse.Namespace) -> int:
     return _simulate(args)
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
+
+
 def _live_feed(args: argparse.Namespace) -> int:
     """Write the readings of each passing interval, like devices would, until stopped."""
     import time
@@ -92,7 +100,10 @@ def _live_feed(args: argparse.Namespace) -> int:
     resource.wait_until_ready()
     step = pd.Timedelta(seconds=args.interval)
     last = pd.Timestamp.now(tz="UTC").floor(step)
-    for iteration in range(args.iterations or sys.maxsize):
+    for _ in range(args.iterations or sys.maxsize):
+        if args.while_pid and not _alive(args.while_pid):
+            print(f"live-feed: process {args.while_pid} ended; stopping", flush=True)
+            break
         time.sleep(max(0.0, (last + step - pd.Timestamp.now(tz="UTC")).total_seconds()))
         now = pd.Timestamp.now(tz="UTC").floor(step)
         config = SimulationConfig(
@@ -162,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     live.add_argument("--cadence", type=float, default=30.0, help="seconds between readings (default 30)")
     live.add_argument("--seed", type=int, default=1000)
     live.add_argument("--iterations", type=int, default=0, help="stop after N writes (default: never)")
+    live.add_argument("--while-pid", type=int, default=0, help="stop when this process has ended")
     _add_target(live)
     live.set_defaults(run=_live_feed)
 

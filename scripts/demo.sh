@@ -22,15 +22,13 @@ fi
 
 .venv/bin/influx-assets demo-data --no-progress || echo "demo: could not load demo telemetry (see above); the UI starts anyway"
 # a small live feed, so the schedules have fresh windows to process while the demo runs
-nohup .venv/bin/influx-assets live-feed > .run/live-feed.log 2>&1 &
+# (it stops by itself when the Dagster process, which replaces this shell below, ends)
+nohup .venv/bin/influx-assets live-feed --while-pid $$ > .run/live-feed.log 2>&1 &
 echo $! > .run/live-feed.pid
+# the main job: once the UI answers, backfill the hourly stages over the simulated windows
+(.venv/bin/influx-assets demo-backfill --webserver "http://127.0.0.1:$DAGSTER_PORT" --hours 6 \
+  || echo "demo: could not launch the demo backfill; launch it from the UI (see README)") &
 
-stop_feed() { kill "$(cat .run/live-feed.pid 2>/dev/null)" 2>/dev/null || true; rm -f .run/live-feed.pid .run/dagster.pid; }
-trap stop_feed EXIT
 echo "demo: starting Dagster UI + daemon at http://127.0.0.1:$DAGSTER_PORT (Ctrl-C or bash scripts/stop.sh to stop)"
-.venv/bin/dg dev -h 127.0.0.1 -p "$DAGSTER_PORT" &
-echo $! > .run/dagster.pid
-# the main job: backfill the hourly stages over the simulated windows (the daemon runs it)
-.venv/bin/influx-assets demo-backfill --webserver "http://127.0.0.1:$DAGSTER_PORT" --hours 6 \
-  || echo "demo: could not launch the demo backfill; launch it from the UI (see README)"
-wait "$(cat .run/dagster.pid)"
+echo $$ > .run/dagster.pid
+exec .venv/bin/dg dev -h 127.0.0.1 -p "$DAGSTER_PORT"
