@@ -37,6 +37,13 @@ from influx_assets.pipeline.archive import archive_path
 from influx_assets.pipeline.raw import window_changed
 from influx_assets.resources import resources_for
 from influx_assets.simulate import SimulationConfig, simulate
+from influx_assets_tests.pipeline_harness import (
+    check_outcomes,
+    keys_of,
+    materialization_metadata,
+    rows,
+    window_clause,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -52,10 +59,6 @@ MEASUREMENTS = (
     "telemetry_1h",
     "sensor_features",
 )
-
-
-def keys_of(assets: Iterable) -> list:
-    return [key for a in assets for key in a.keys]
 
 
 def run(key: str, assets: Iterable, resources: dict, instance: DagsterInstance) -> ExecuteInProcessResult:
@@ -78,34 +81,6 @@ def observed_fingerprints(resources: dict, instance: DagsterInstance) -> dict[st
                 observation = event.event_specific_data.asset_observation
                 found[observation.partition] = observation.metadata["fingerprint"].value
     return found
-
-
-def materialization_metadata(result: ExecuteInProcessResult, asset: str) -> dict:
-    for event in result.all_events:
-        if event.event_type == DagsterEventType.ASSET_MATERIALIZATION:
-            materialization = event.event_specific_data.materialization
-            if materialization.asset_key.to_user_string() == asset:
-                return {k: v.value for k, v in materialization.metadata.items()}
-    raise AssertionError(f"{asset} was not materialized")
-
-
-def check_outcomes(result: ExecuteInProcessResult) -> dict[str, object]:
-    outcomes = {}
-    for event in result.all_events:
-        if event.event_type == DagsterEventType.ASSET_CHECK_EVALUATION:
-            evaluation = event.event_specific_data
-            key = evaluation.asset_check_key
-            outcomes[f"{key.asset_key.to_user_string()}:{key.name}"] = evaluation
-    return outcomes
-
-
-def window_clause(key: str) -> str:
-    start = pd.to_datetime(key, format="%Y-%m-%d-%H:%M", utc=True)
-    return f"WHERE time >= {start.value} AND time < {(start + pd.Timedelta(hours=1)).value}"
-
-
-def rows(oracle, measurement: str, where: str = "") -> list[dict]:
-    return oracle.rows(f'SELECT * FROM "{measurement}" {where}')
 
 
 def snapshot(oracle, archive_file) -> dict:

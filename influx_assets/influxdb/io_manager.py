@@ -25,7 +25,8 @@ partition, the previous window too for a lookback mapping), typed by the server'
 
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import numpy as np
 import pandas as pd
@@ -39,7 +40,7 @@ from dagster import (
     TableSchema,
 )
 
-from .errors import InvalidFrameError
+from .errors import InfluxAssetsError, InvalidFrameError
 from .line_protocol import encode_frame, time_column_to_ns
 from .resource import InfluxDBResource
 from .schema import empty_frame
@@ -79,6 +80,26 @@ def _name_rows_outside(frame: pd.DataFrame, times: np.ndarray, outside: np.ndarr
     )
     more = "" if outside.sum() <= 5 else f" and {int(outside.sum()) - 5} more"
     return shown + more
+
+
+@contextmanager
+def _naming_window(action: str, context: OutputContext | InputContext, where: MeasurementSlice) -> Iterator[None]:
+    """Prefix an InfluxDB error raised inside with the asset, window and partition keys (type kept).
+
+    Without it a failed step says only "cannot reach InfluxDB"; with it the event log says which
+    stage's window, e.g. ``storing normalized_telemetry window [...) (partition 2025-03-01-13:00): ...``.
+    """
+    try:
+        yield
+    except InfluxAssetsError as error:
+        keys = list(context.asset_partition_keys) if context.has_asset_partitions else []
+        span = "" if not keys else f" (partition {keys[0]}" + (f"...{keys[-1]})" if len(keys) > 1 else ")")
+        detail = error.args[0] if error.args else str(error)
+        error.args = (
+            f"{action} {context.asset_key.to_user_string()} window {where.describe_window()}{span}: {detail}",
+            *error.args[1:],
+        )
+        raise
 
 
 class InfluxDBIOManager(ConfigurableIOManager):
@@ -138,9 +159,10 @@ class InfluxDBIOManager(ConfigurableIOManager):
                     "Nothing was written."
                 )
         started = time.perf_counter()
-        self.influxdb.prepare_database(database)
-        deleted = self.influxdb.delete_window(where)
-        result = self.influxdb.write_encoded(encoded, database)
+        with _naming_window("storing", context, where):
+            self.influxdb.prepare_database(database)
+            deleted = self.influxdb.delete_window(where)
+            result = self.influxdb.write_encoded(encoded, database)
         seconds = time.perf_counter() - started
         if result.rows_without_fields:
             context.log.warning(
@@ -192,7 +214,8 @@ class InfluxDBIOManager(ConfigurableIOManager):
         where = MeasurementSlice(
             database, measurement, *(window or ()), columns=tuple(columns) if columns else None
         )
-        frame = self.influxdb.read_window(where)
+        with _naming_window("loading", context, where):
+            frame = self.influxdb.read_window(where)
         context.log.debug(f"loaded {len(frame)} rows of {measurement} {where.describe_window()}")
         return frame
 

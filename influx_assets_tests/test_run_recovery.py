@@ -1,0 +1,358 @@
+"""Runs that race, and runs whose worker dies: a window still ends up processed exactly once in effect.
+
+* Two runs of the same window launched together (two ``dagster asset materialize`` processes on one
+  instance configured by the repository's ``dagster.yaml``): the writer pools make the second run's
+  writer wait for the first, and the window holds one correct copy.
+* The same race with no pool at all (two in-process runs on separate instances), forced into lockstep
+  so both delete and rewrite every stage's window at the same moment: still one correct copy.
+* A run worker SIGKILLed in the middle of a step, under a real ``dagster-daemon``: the run is marked
+  failed, the daemon's run retry re-executes it, and the window equals a fault-free run.
+
+Stored content is compared per window (point count + fingerprint, read through the independent
+InfluxQL oracle) with a fault-free run of the same raw points into another database.
+"""
+
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import pytest
+import yaml
+from dagster import AssetKey, DagsterEventType, DagsterInstance, DagsterRun
+from dagster._core.instance.ref import InstanceRef  # the public way to open an instance from a dir
+
+from influx_assets.feed import write_simulation
+from influx_assets.influxdb import InfluxDBResource
+from influx_assets.pipeline import hourly_assets, pipeline_assets
+from influx_assets.pipeline.stage import IO_MANAGER_KEY, writer_pool
+from influx_assets.resources import resources_for
+from influx_assets.simulate import Simulation
+from influx_assets_tests.fault_proxy import Fault, FaultProxy
+from influx_assets_tests.influxql_oracle import InfluxQLOracle
+from influx_assets_tests.pipeline_harness import (
+    HOURLY_MEASUREMENTS,
+    clean_reference,
+    deleting,
+    hour_keys,
+    keys_of,
+    run_stages,
+    small_simulation,
+    window_contents,
+)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+STAGES = ",".join(key.to_user_string() for key in keys_of(hourly_assets))
+VALIDATE_POOL = writer_pool("validate_telemetry")
+#: Run config executing every step in the run's own process (a subprocess per step costs seconds each).
+IN_PROCESS = '{"execution": {"config": {"in_process": {}}}}'
+
+
+@pytest.fixture(scope="module")
+def simulation() -> Simulation:
+    return small_simulation()
+
+
+def dagster_home(root: Path, overrides: Mapping[str, object] | None = None) -> Path:
+    """A ``DAGSTER_HOME`` whose ``dagster.yaml`` is the repository's, with ``overrides`` merged in."""
+    config = yaml.safe_load((REPO_ROOT / "dagster.yaml").read_text())
+    for key, value in (overrides or {}).items():
+        config[key] = {**config.get(key, {}), **value} if isinstance(value, dict) else value
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "dagster.yaml").write_text(yaml.safe_dump(config))
+    return root
+
+
+def open_instance(home: Path) -> DagsterInstance:
+    """The instance of ``home``, with its storage created (so that subprocesses do not race to do it)."""
+    instance = DagsterInstance.from_ref(InstanceRef.from_dir(str(home)))
+    instance.get_runs(limit=1)
+    return instance
+
+
+def location_env(home: Path, url: str, database: str) -> dict[str, str]:
+    """Environment of a process serving the code location against ``url``/``database``."""
+    return {
+        **os.environ, "DAGSTER_HOME": str(home), "INFLUXDB_URL": url, "INFLUXDB_DATABASE": database,
+        "INFLUXDB_API": "v1", "PYTHONPATH": str(REPO_ROOT),
+    }
+
+
+def wait_for(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.2) -> object:
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"gave up after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+    return value
+
+
+def engine_messages(instance: DagsterInstance, run_id: str) -> list[str]:
+    return [
+        e.user_message or e.dagster_event.message or ""
+        for e in instance.all_logs(run_id, of_type=DagsterEventType.ENGINE_EVENT)
+    ]
+
+
+# --- 3. two runs of one window at once ---------------------------------------------------------
+
+
+def test_every_writer_stage_declares_a_pool_and_dagster_yaml_limits_pools_to_one_step(tmp_path: Path) -> None:
+    writers = [a for a in pipeline_assets if getattr(a, "op", None) is not None and IO_MANAGER_KEY in {
+        out.io_manager_key for out in a.op.outs.values()
+    }]
+    assert {key.to_user_string() for a in writers for key in a.keys} >= {
+        "validated_telemetry", "quarantined_telemetry", "normalized_telemetry", "telemetry_5m",
+        "telemetry_sliding_15m", "telemetry_1h", "sensor_features",
+    }
+    for stage in writers:
+        assert stage.op.pool == writer_pool(stage.op.name), stage.op.name
+    instance = open_instance(dagster_home(tmp_path / "home"))
+    pools = instance.get_concurrency_config().pool_config
+    assert pools.default_pool_limit == 1
+    assert pools.pool_granularity.value == "op"
+    # a run whose worker died must give its slots back, or its stage is blocked for good (see the
+    # daemon test below: without this setting its run retry waits forever)
+    assert instance.run_monitoring_settings["free_slots_after_run_end_seconds"] > 0
+    assert instance.run_retries_enabled and instance.run_retries_max_retries >= 1
+
+
+class FirstWriterHold:
+    """Holds whichever run deletes the validated window first, until the other run is seen waiting.
+
+    Wired as ``after_forward`` of that ``DELETE`` on each run's own proxy: the first caller keeps its
+    step (and so its pool slot) busy until the other run's event log says its validate step is
+    "blocked by limit for pool", or until the other run's ``DELETE`` arrives anyway (no serialization).
+    """
+
+    def __init__(self, instance: DagsterInstance, timeout: float = 90.0) -> None:
+        self.instance, self.timeout = instance, timeout
+        self.lock = threading.Lock()
+        self.first: str | None = None
+        self.second_arrived = threading.Event()
+        self.saw_other_blocked = False
+        self.released_at = 0.0
+
+    def other_blocked(self) -> bool:
+        return any(
+            m.startswith(f"Step blocked by limit for pool {VALIDATE_POOL}")
+            for run in self.instance.get_runs() for m in engine_messages(self.instance, run.run_id)
+        )
+
+    def __call__(self, run: str) -> Callable[[], None]:
+        def hold() -> None:
+            with self.lock:
+                is_first = self.first is None
+                self.first = self.first or run
+            if not is_first:
+                self.second_arrived.set()
+                return
+            deadline = time.monotonic() + self.timeout
+            while time.monotonic() < deadline and not self.second_arrived.is_set():
+                if self.other_blocked():
+                    self.saw_other_blocked = True
+                    break
+                time.sleep(0.2)
+            self.released_at = time.monotonic()
+
+        return hold
+
+
+def test_two_runs_launched_together_on_one_window_leave_one_correct_copy(
+    influx_url: str, influxdb: InfluxDBResource, oracle: InfluxQLOracle, simulation: Simulation, tmp_path: Path
+) -> None:
+    key = hour_keys(simulation)[0]
+    reference = {k: v for k, v in clean_reference(influx_url, simulation).items() if k[1] == key}
+    write_simulation(simulation, influxdb)
+    home = dagster_home(tmp_path / "home")
+    instance = open_instance(home)
+    hold = FirstWriterHold(instance)
+    with FaultProxy(influx_url) as proxy_a, FaultProxy(influx_url) as proxy_b:
+        proxies = {"a": proxy_a, "b": proxy_b}
+        for run, proxy in proxies.items():
+            proxy.inject(Fault.pass_through(after_forward=hold(run)), where=deleting("validated_telemetry"))
+        command = [str(BIN / "dagster"), "asset", "materialize", "-m", "influx_assets.definitions",
+                   "--select", STAGES, "--partition", key, "--config-json", IN_PROCESS]
+        processes = {
+            run: subprocess.Popen(
+                command, cwd=REPO_ROOT, env=location_env(home, proxy.url, influxdb.database),
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            )
+            for run, proxy in proxies.items()
+        }
+        outputs = {run: p.communicate(timeout=180)[0].decode(errors="replace") for run, p in processes.items()}
+        assert all(p.returncode == 0 for p in processes.values()), {r: o[-3000:] for r, o in outputs.items()}
+        second = next(r for r in proxies if r != hold.first)
+        (second_delete,) = proxies[second].requests(deleting("validated_telemetry"))
+
+    # the second run really ran at the same time, and its writer waited for the first one's pool slot
+    assert hold.saw_other_blocked, "the second run's validate step was never blocked by the pool"
+    assert second_delete.arrived > hold.released_at, "the second run deleted the window while the first wrote it"
+    materializations = instance.fetch_materializations(AssetKey("validated_telemetry"), limit=10).records
+    assert [m.partition_key for m in materializations] == [key, key]
+    assert window_contents(oracle, [key]) == reference
+
+
+class Lockstep:
+    """Makes two runs delete each stage's window together: each ``DELETE`` waits for the other's."""
+
+    def __init__(self, measurements: tuple[str, ...], timeout: float = 60.0) -> None:
+        self.barriers = {m: threading.Barrier(2, timeout=timeout) for m in measurements}
+        self.met: list[str] = []
+
+    def wire(self, proxy: FaultProxy) -> None:
+        for measurement in self.barriers:
+            proxy.inject(Fault.pass_through(after_forward=self._meet(measurement)), where=deleting(measurement))
+
+    def _meet(self, measurement: str) -> Callable[[], None]:
+        def meet() -> None:
+            try:
+                if self.barriers[measurement].wait() == 0:
+                    self.met.append(measurement)
+            except threading.BrokenBarrierError:
+                pass  # the other run never came: `met` says so
+
+        return meet
+
+
+def test_two_unpooled_runs_rewriting_every_stage_window_in_lockstep_leave_one_correct_copy(
+    influx_url: str, influxdb: InfluxDBResource, oracle: InfluxQLOracle, simulation: Simulation
+) -> None:
+    key = hour_keys(simulation)[0]
+    reference = {k: v for k, v in clean_reference(influx_url, simulation).items() if k[1] == key}
+    write_simulation(simulation, influxdb)
+    lockstep = Lockstep(HOURLY_MEASUREMENTS)
+    results = {}
+    with FaultProxy(influx_url) as proxy_a, FaultProxy(influx_url) as proxy_b:
+
+        def run(name: str, proxy: FaultProxy) -> None:
+            resource = InfluxDBResource(url=proxy.url, api="v1", database=influxdb.database)
+            # separate ephemeral instances: no pool, nothing serializes the two runs (each instance is
+            # disposed in the thread that made it: its SQLite connections belong to that thread)
+            with DagsterInstance.ephemeral() as instance:
+                results[name] = run_stages(hourly_assets, resources_for(resource), instance, key)
+
+        threads = []
+        for name, proxy in (("a", proxy_a), ("b", proxy_b)):
+            lockstep.wire(proxy)
+            threads.append(threading.Thread(target=run, args=(name, proxy)))
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+
+    assert all(r.success for r in results.values()) and len(results) == 2
+    assert sorted(lockstep.met) == sorted(HOURLY_MEASUREMENTS)  # both deleted every window at once
+    assert window_contents(oracle, [key]) == reference
+
+
+# --- 4. a run worker SIGKILLed in the middle of a step, under dagster-daemon ----------------------
+
+#: Merged into the repository's dagster.yaml: monitor, free a dead run's pool slots and dequeue every
+#: second (the repo's other settings are kept, ``run_retries`` with ``retry_on_asset_or_op_failure:
+#: false`` included).
+FAST_DAEMON = {
+    "run_monitoring": {"poll_interval_seconds": 1, "free_slots_after_run_end_seconds": 1},
+    "run_coordinator": {
+        "module": "dagster._core.run_coordinator", "class": "QueuedRunCoordinator",
+        "config": {"dequeue_interval_seconds": 1},
+    },
+}
+HARNESS_LOCATION = ["-m", "influx_assets_tests.pipeline_harness", "-a", "harness_defs"]
+
+
+class Daemon:
+    """``dagster-daemon run`` on the harness code location, in its own process group."""
+
+    def __init__(self, home: Path, env: Mapping[str, str]) -> None:
+        self.log = home / "daemon.log"
+        with self.log.open("wb") as log:
+            self.process = subprocess.Popen(
+                [str(BIN / "dagster-daemon"), "run", *HARNESS_LOCATION], cwd=REPO_ROOT, env=dict(env),
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+
+    def tail(self, chars: int = 4000) -> str:
+        return self.log.read_text(errors="replace")[-chars:]
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, 15)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, 9)
+                self.process.wait(timeout=10)
+
+
+def run_worker_pid(instance: DagsterInstance, run_id: str) -> int | None:
+    """The pid the run worker reported ("Started process for run (pid: N).")."""
+    for message in engine_messages(instance, run_id):
+        if message.startswith("Started process for run (pid: "):
+            return int(message.split("pid: ")[1].rstrip(")."))
+    return None
+
+
+def test_a_run_worker_killed_mid_step_is_failed_and_retried_by_the_daemon_to_a_correct_window(
+    influx_url: str, influxdb: InfluxDBResource, oracle: InfluxQLOracle, simulation: Simulation, tmp_path: Path
+) -> None:
+    key = hour_keys(simulation)[0]
+    reference = {k: v for k, v in clean_reference(influx_url, simulation).items() if k[1] == key}
+    write_simulation(simulation, influxdb)
+    home = dagster_home(tmp_path / "home", FAST_DAEMON)
+    instance = open_instance(home)
+    run_id = str(uuid.uuid4())
+    with FaultProxy(influx_url) as proxy:
+        # the validate step deletes its window and then waits for an answer that comes too late
+        proxy.inject(Fault.delay(120), where=deleting("validated_telemetry"))
+        env = location_env(home, proxy.url, influxdb.database)
+        daemon = Daemon(home, env)
+        try:
+            launch = subprocess.run(
+                [str(BIN / "dagster"), "job", "launch", *HARNESS_LOCATION, "-j", "hourly_pipeline",
+                 "--run-id", run_id, "--tags", f'{{"dagster/partition": "{key}"}}', "--config-json", IN_PROCESS],
+                check=False, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120,
+            )
+            assert launch.returncode == 0, launch.stdout[-2000:] + launch.stderr[-2000:]
+            wait_for(lambda: proxy.requests(deleting("validated_telemetry")), 120, "the validate step's DELETE")
+            pid = run_worker_pid(instance, run_id)
+            events = _event_types(instance, run_id)
+            assert pid is not None and "STEP_START" in events and "STEP_SUCCESS" not in events  # mid-step
+            os.kill(pid, 9)
+
+            failed = wait_for(lambda: _finished(instance, run_id), 60, f"run {run_id} to be marked failed")
+            retry = wait_for(lambda: _child_run(instance, run_id), 90, "the daemon's retry run")
+            done = wait_for(lambda: _finished(instance, retry.run_id), 90, "the retry run to finish")
+        except Exception as error:
+            raise AssertionError(f"{error}\n--- daemon log ---\n{daemon.tail()}") from error
+        finally:
+            daemon.stop()
+
+    assert failed.status.value == "FAILURE"
+    # the code server that ran the worker noticed it die and failed the run (DefaultRunLauncher has no
+    # worker health check for the monitoring daemon to use)
+    crash = f"[DagsterApiServer] Run execution process for {run_id} was terminated by signal 9 (SIGKILL)."
+    assert any(m.startswith(crash) for m in engine_messages(instance, run_id))
+    assert done.status.value == "SUCCESS", daemon.tail()
+    assert done.tags["dagster/retry_number"] == "1" and done.tags["dagster/partition"] == key
+    assert len(proxy.requests(deleting("validated_telemetry"))) == 2  # the retry rewrote the window
+    assert window_contents(oracle, [key]) == reference
+
+
+def _event_types(instance: DagsterInstance, run_id: str) -> set[str]:
+    return {e.dagster_event.event_type_value for e in instance.all_logs(run_id) if e.dagster_event}
+
+
+def _finished(instance: DagsterInstance, run_id: str) -> DagsterRun | None:
+    run = instance.get_run_by_id(run_id)
+    return run if run is not None and run.is_finished else None
+
+
+def _child_run(instance: DagsterInstance, run_id: str) -> DagsterRun | None:
+    children = [r for r in instance.get_runs() if r.tags.get("dagster/parent_run_id") == run_id]
+    return children[0] if children else None
