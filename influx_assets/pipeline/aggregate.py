@@ -8,19 +8,13 @@ Each hourly partition holds the twelve 5-minute windows ``[t, t + 5 min)`` of it
 import time
 
 import pandas as pd
-from dagster import AssetExecutionContext, MetadataValue, asset
+from dagster import AssetExecutionContext, MetadataValue
 
 from ..partitions import hourly_windows
 from .contract import FIVE_MINUTE_MEASUREMENT, SERIES_TAGS
 from .stage import (
-    GROUP,
-    IO_MANAGER_KEY,
-    KINDS_TAGS,
-    HOURLY_BACKFILL,
-    STAGE_RETRY,
-    writer_pool,
     floor_time,
-    influx_storage,
+    influx_stage,
     stage_metadata,
 )
 
@@ -49,16 +43,7 @@ def aggregate_5m(points: pd.DataFrame) -> pd.DataFrame:
     return result[["time", *SERIES_TAGS, *AGGREGATE_FIELDS]]
 
 
-@asset(
-    partitions_def=hourly_windows,
-    io_manager_key=IO_MANAGER_KEY,
-    metadata=influx_storage(FIVE_MINUTE_MEASUREMENT, SERIES_TAGS),
-    kinds=KINDS_TAGS,
-    group_name=GROUP,
-    retry_policy=STAGE_RETRY,
-    backfill_policy=HOURLY_BACKFILL,
-    pool=writer_pool("telemetry_5m"),
-)
+@influx_stage(FIVE_MINUTE_MEASUREMENT, hourly_windows)
 def telemetry_5m(context: AssetExecutionContext, normalized_telemetry: pd.DataFrame) -> pd.DataFrame:
     """Mean, min, max, count, first and last per series and 5-minute window."""
     started = time.perf_counter()

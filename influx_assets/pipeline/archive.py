@@ -26,7 +26,7 @@ from pydantic import Field
 
 from ..partitions import daily_windows
 from .contract import NORMALIZED_MEASUREMENT, SERIES_TAGS
-from .stage import GROUP, DAILY_BACKFILL, STAGE_RETRY, run_window, stage_metadata
+from .stage import DAILY_BACKFILL, GROUP, STAGE_RETRY, run_window, stage_metadata
 
 ARCHIVE_DATASET = NORMALIZED_MEASUREMENT
 

@@ -9,20 +9,14 @@ the mean of means), ``min`` the min of mins, ``max`` the max of maxes, ``count``
 import time
 
 import pandas as pd
-from dagster import AssetExecutionContext, MetadataValue, asset
+from dagster import AssetExecutionContext, MetadataValue
 
 from ..partitions import daily_windows
 from .aggregate import AGGREGATE_FIELDS, empty_aggregates
 from .contract import HOURLY_MEASUREMENT, SERIES_TAGS
 from .stage import (
-    GROUP,
-    IO_MANAGER_KEY,
-    KINDS_TAGS,
-    DAILY_BACKFILL,
-    STAGE_RETRY,
-    writer_pool,
     floor_time,
-    influx_storage,
+    influx_stage,
     stage_metadata,
 )
 
@@ -49,16 +43,7 @@ def downsample_1h(five_minute: pd.DataFrame) -> pd.DataFrame:
     return result[["time", *SERIES_TAGS, *AGGREGATE_FIELDS]].reset_index(drop=True)
 
 
-@asset(
-    partitions_def=daily_windows,
-    io_manager_key=IO_MANAGER_KEY,
-    metadata=influx_storage(HOURLY_MEASUREMENT, SERIES_TAGS),
-    kinds=KINDS_TAGS,
-    group_name=GROUP,
-    retry_policy=STAGE_RETRY,
-    backfill_policy=DAILY_BACKFILL,
-    pool=writer_pool("telemetry_1h"),
-)
+@influx_stage(HOURLY_MEASUREMENT, daily_windows)
 def telemetry_1h(context: AssetExecutionContext, telemetry_5m: pd.DataFrame) -> pd.DataFrame:
     """Hourly downsample of the day's 5-minute aggregates (count-weighted mean, min of mins, ...)."""
     started = time.perf_counter()

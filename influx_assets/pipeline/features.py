@@ -21,18 +21,12 @@ import time
 
 import numpy as np
 import pandas as pd
-from dagster import AssetExecutionContext, MetadataValue, asset
+from dagster import AssetExecutionContext, MetadataValue
 
 from ..partitions import daily_windows
 from .contract import FEATURES_MEASUREMENT, SERIES_TAGS
 from .stage import (
-    GROUP,
-    IO_MANAGER_KEY,
-    KINDS_TAGS,
-    DAILY_BACKFILL,
-    STAGE_RETRY,
-    writer_pool,
-    influx_storage,
+    influx_stage,
     run_window,
     stage_metadata,
 )
@@ -99,16 +93,7 @@ def features_by_sensor(points: pd.DataFrame, day_start: pd.Timestamp, day_end: p
     return result.astype({f: "int64" for f in _INT_FIELDS}).reset_index(drop=True)
 
 
-@asset(
-    partitions_def=daily_windows,
-    io_manager_key=IO_MANAGER_KEY,
-    metadata=influx_storage(FEATURES_MEASUREMENT, SERIES_TAGS),
-    kinds=KINDS_TAGS,
-    group_name=GROUP,
-    retry_policy=STAGE_RETRY,
-    backfill_policy=DAILY_BACKFILL,
-    pool=writer_pool("sensor_features"),
-)
+@influx_stage(FEATURES_MEASUREMENT, daily_windows)
 def sensor_features(context: AssetExecutionContext, normalized_telemetry: pd.DataFrame) -> pd.DataFrame:
     """One feature row per sensor per day: mean, std, min, max, p95, trend, gaps, anomalies, completeness."""
     started = time.perf_counter()

@@ -17,18 +17,12 @@ import unicodedata
 
 import numpy as np
 import pandas as pd
-from dagster import AssetExecutionContext, MetadataValue, asset
+from dagster import AssetExecutionContext, MetadataValue
 
 from ..partitions import hourly_windows
 from .contract import KINDS, NORMALIZED_MEASUREMENT, SERIES_TAGS
 from .stage import (
-    GROUP,
-    IO_MANAGER_KEY,
-    KINDS_TAGS,
-    HOURLY_BACKFILL,
-    STAGE_RETRY,
-    writer_pool,
-    influx_storage,
+    influx_stage,
     stage_metadata,
 )
 
@@ -86,16 +80,7 @@ def normalize_window(validated: pd.DataFrame) -> pd.DataFrame:
     return result.reset_index(drop=True)
 
 
-@asset(
-    partitions_def=hourly_windows,
-    io_manager_key=IO_MANAGER_KEY,
-    metadata=influx_storage(NORMALIZED_MEASUREMENT, SERIES_TAGS),
-    kinds=KINDS_TAGS,
-    group_name=GROUP,
-    retry_policy=STAGE_RETRY,
-    backfill_policy=HOURLY_BACKFILL,
-    pool=writer_pool("normalized_telemetry"),
-)
+@influx_stage(NORMALIZED_MEASUREMENT, hourly_windows)
 def normalized_telemetry(context: AssetExecutionContext, validated_telemetry: pd.DataFrame) -> pd.DataFrame:
     """Validated points in canonical units and tag spelling, one point per sensor reading."""
     started = time.perf_counter()

@@ -11,19 +11,13 @@ number of non-empty 5-minute windows (1-3). Hops without points produce no row.
 import time
 
 import pandas as pd
-from dagster import AssetExecutionContext, AssetIn, TimeWindowPartitionMapping, asset
+from dagster import AssetExecutionContext, AssetIn, TimeWindowPartitionMapping
 
 from ..partitions import hourly_windows
 from .aggregate import empty_aggregates
 from .contract import SERIES_TAGS, SLIDING_MEASUREMENT
 from .stage import (
-    GROUP,
-    IO_MANAGER_KEY,
-    KINDS_TAGS,
-    HOURLY_BACKFILL,
-    STAGE_RETRY,
-    writer_pool,
-    influx_storage,
+    influx_stage,
     run_window,
     stage_metadata,
 )
@@ -59,15 +53,9 @@ def sliding_15m(five_minute: pd.DataFrame, start: pd.Timestamp, end: pd.Timestam
     return result[["time", *SERIES_TAGS, *SLIDING_FIELDS]].reset_index(drop=True)
 
 
-@asset(
-    partitions_def=hourly_windows,
-    io_manager_key=IO_MANAGER_KEY,
-    metadata=influx_storage(SLIDING_MEASUREMENT, SERIES_TAGS),
-    kinds=KINDS_TAGS,
-    group_name=GROUP,
-    retry_policy=STAGE_RETRY,
-    backfill_policy=HOURLY_BACKFILL,
-    pool=writer_pool("telemetry_sliding_15m"),
+@influx_stage(
+    SLIDING_MEASUREMENT,
+    hourly_windows,
     ins={
         "five_minute": AssetIn("telemetry_5m", partition_mapping=TimeWindowPartitionMapping(start_offset=-1))
     },

@@ -8,12 +8,14 @@ range totals, and ``partitions_in_run`` says so.
 
 import time
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import pandas as pd
 from dagster import (
     AssetExecutionContext,
     AssetKey,
+    AssetsDefinition,
     BackfillPolicy,
     Backoff,
     BetaWarning,
@@ -21,10 +23,14 @@ from dagster import (
     MetadataValue,
     PreviewWarning,
     RetryPolicy,
+    TimeWindowPartitionsDefinition,
+    asset,
 )
 
 from ..fingerprint import frame_fingerprint
 from ..observability import record_stage_metrics
+from ..partitions import hourly_windows
+from .contract import SERIES_TAGS
 
 # Partitioned asset checks (a check result per window) and a partitioned observable source asset are
 # what this pipeline needs; Dagster 1.13 labels them preview/beta. Every stage module imports this one
@@ -63,6 +69,32 @@ KINDS_TAGS = {"influxdb", "pandas"}
 def influx_storage(measurement: str, tags: Iterable[str]) -> dict[str, object]:
     """Definition metadata telling the InfluxDB IO manager where a stage's partitions live."""
     return {"influxdb/measurement": measurement, "influxdb/tags": list(tags)}
+
+
+def influx_stage(
+    measurement: str, windows: TimeWindowPartitionsDefinition, **asset_kwargs: Any
+) -> Callable[[Callable[..., Any]], AssetsDefinition]:
+    """``@asset`` for a stage whose windows are stored in an InfluxDB measurement (tags: the series).
+
+    Every such stage shares the IO manager, kinds, group, :data:`STAGE_RETRY`, the backfill policy of
+    its partitioning and a writer pool named after the asset; ``asset_kwargs`` adds the rest (``ins``).
+    """
+    backfill = HOURLY_BACKFILL if windows == hourly_windows else DAILY_BACKFILL
+
+    def decorate(compute: Callable[..., Any]) -> AssetsDefinition:
+        return asset(
+            partitions_def=windows,
+            io_manager_key=IO_MANAGER_KEY,
+            metadata=influx_storage(measurement, SERIES_TAGS),
+            kinds=KINDS_TAGS,
+            group_name=GROUP,
+            retry_policy=STAGE_RETRY,
+            backfill_policy=backfill,
+            pool=writer_pool(compute.__name__),
+            **asset_kwargs,
+        )(compute)
+
+    return decorate
 
 
 def run_window(context: AssetExecutionContext) -> tuple[pd.Timestamp, pd.Timestamp]:

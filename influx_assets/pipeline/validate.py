@@ -29,7 +29,16 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from dagster import AssetExecutionContext, AssetIn, AssetKey, AssetOut, Config, MetadataValue, Output, multi_asset
+from dagster import (
+    AssetExecutionContext,
+    AssetIn,
+    AssetKey,
+    AssetOut,
+    Config,
+    MetadataValue,
+    Output,
+    multi_asset,
+)
 from pydantic import Field
 
 from ..fingerprint import frame_fingerprint
@@ -45,13 +54,13 @@ from .contract import (
 )
 from .stage import (
     GROUP,
+    HOURLY_BACKFILL,
     IO_MANAGER_KEY,
     KINDS_TAGS,
-    HOURLY_BACKFILL,
     STAGE_RETRY,
-    writer_pool,
     influx_storage,
     stage_metadata,
+    writer_pool,
 )
 
 _NUMBER = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
