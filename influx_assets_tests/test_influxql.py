@@ -7,6 +7,7 @@ from influx_assets.influxdb.influxql import (
     count_window,
     create_database,
     delete_window,
+    first_point,
     quote_ident,
     quote_literal,
     select_window,
@@ -52,6 +53,7 @@ def test_select_with_columns_projects_fields_and_tags() -> None:
 
 def test_delete_covers_exactly_the_window() -> None:
     assert delete_window(MeasurementSlice("db", "m", 5, 7)) == 'DELETE FROM "m" WHERE time >= 5 AND time < 7'
+    assert first_point(MeasurementSlice("db", "m", 5, 7)) == 'SELECT * FROM "m" WHERE time >= 5 AND time < 7 LIMIT 1'
 
 
 def test_schema_and_admin_statements() -> None:

@@ -40,6 +40,11 @@ def select_window(s: MeasurementSlice, tag_keys: list[str] | None = None) -> str
     return f"SELECT {projection} FROM {quote_ident(s.measurement)} {where_clause(s)}"
 
 
+def first_point(s: MeasurementSlice) -> str:
+    """``SELECT`` at most one point of the slice: does the window hold anything?"""
+    return f"SELECT * FROM {quote_ident(s.measurement)} {where_clause(s)} LIMIT 1"
+
+
 def delete_window(s: MeasurementSlice) -> str:
     """``DELETE`` the slice's points (all fields of the matching series within the window)."""
     return f"DELETE FROM {quote_ident(s.measurement)} {where_clause(s)}"

@@ -193,13 +193,15 @@ class InfluxDBResource(ConfigurableResource):
         return self.get_transport().read(where)
 
     def delete_window(self, where: MeasurementSlice) -> bool:
-        """Delete the points of ``where``; returns False where the server cannot delete (InfluxDB 3)."""
+        """Delete the points of ``where``; returns whether points were deleted.
+
+        False where the window was empty or the server cannot delete a time range (InfluxDB 3).
+        """
         transport = self.get_transport()
         if not transport.supports_delete:
             log.warning("server cannot delete a time range; stale points may remain in %s", where)
             return False
-        transport.delete(where)
-        return True
+        return transport.delete(where)
 
     def field_types(self, measurement: str, database: str | None = None) -> dict[str, str]:
         """Field types of a measurement as the server reports them."""

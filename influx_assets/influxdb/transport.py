@@ -57,8 +57,8 @@ class Transport(Protocol):
         """Read the slice as a typed frame (see :mod:`.schema`)."""
         ...
 
-    def delete(self, where: MeasurementSlice) -> None:
-        """Delete every point of the slice."""
+    def delete(self, where: MeasurementSlice) -> bool:
+        """Delete every point of the slice; return False when there was nothing to delete."""
         ...
 
     def field_types(self, database: str, measurement: str) -> dict[str, str]:

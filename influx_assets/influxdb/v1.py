@@ -153,9 +153,17 @@ class V1Transport:
         )
         return bytes(response.data)
 
-    def delete(self, where: MeasurementSlice) -> None:
-        """``DELETE FROM m WHERE time >= start AND time < end [AND tag = 'v' ...]``."""
+    def delete(self, where: MeasurementSlice) -> bool:
+        """``DELETE FROM m WHERE time >= start AND time < end [AND tag = 'v' ...]`` if the window holds points.
+
+        An empty window is not deleted: on InfluxDB 1.6 a ``DELETE`` can drop recently written series of
+        *other* windows from the index (influxdata/influxdb#10503, fixed in 1.7), so we issue one only
+        when there is something to replace. Returns whether a ``DELETE`` was sent.
+        """
+        if not self.query_json(where.database, influxql.first_point(where)):
+            return False
         self.query_json(where.database, influxql.delete_window(where))
+        return True
 
     def close(self) -> None:
         """Release pooled connections."""

@@ -171,8 +171,11 @@ class V2Transport:
             field_types = {k: v for k, v in field_types.items() if k in where.columns}
         return empty_frame(tag_keys, field_types)
 
-    def delete(self, where: MeasurementSlice) -> None:
-        """``POST /api/v2/delete`` with start, stop = end - 1 ns (inclusive) and the predicate."""
+    def delete(self, where: MeasurementSlice) -> bool:
+        """``POST /api/v2/delete`` with start, stop = end - 1 ns (inclusive) and the predicate.
+
+        Always sent (2.x has no delete bug that an emptiness check would avoid); returns True.
+        """
         start, stop = flux.delete_bounds(where)
         predicate = flux.delete_predicate(where)
         delete_api = self._client.delete_api()
@@ -186,6 +189,7 @@ class V2Transport:
                 org=self.org,
             ),
         )
+        return True
 
     def field_types(self, database: str, measurement: str) -> dict[str, str]:
         """Canonical field types from the ``#datatype`` of each series' first point (all time)."""

@@ -184,10 +184,14 @@ def reason_counts(quarantined: pd.DataFrame) -> dict[str, int]:
 
 def raw_fingerprints_by_window(context: AssetExecutionContext, raw: pd.DataFrame) -> dict[str, str]:
     """The raw fingerprint of each hourly window of the run (what a late-data sensor compares)."""
+    hours = raw["time"].dt.tz_convert("UTC").dt.floor("1h")
+    by_hour = {pd.Timestamp(hour): rows for hour, rows in raw.groupby(hours, sort=False)}
+    empty = frame_fingerprint(raw.iloc[0:0])
     fingerprints = {}
     for key in context.partition_keys:
-        window = hourly_windows.time_window_for_partition_key(key)
-        fingerprints[key] = frame_fingerprint(raw[(raw["time"] >= window.start) & (raw["time"] < window.end)])
+        start = pd.Timestamp(hourly_windows.time_window_for_partition_key(key).start).tz_convert("UTC")
+        rows = by_hour.get(start)
+        fingerprints[key] = empty if rows is None else frame_fingerprint(rows)
     return fingerprints
 
 
