@@ -1,4 +1,4 @@
-"""Pipeline benchmarks (P3-P5). P5 is here; P3 and P4 are still to be written (``bench.run`` skips them).
+"""Pipeline benchmark P5 (P3 and P4 live in :mod:`bench.pipeline_rates`).
 
 * P5 — 168 hourly windows of the first two stages (``validate_telemetry``, which writes
   ``validated_telemetry`` + ``quarantined_telemetry``, and ``normalized_telemetry``): 168 in-process

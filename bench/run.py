@@ -38,12 +38,13 @@ class Benchmark:
         return getattr(importlib.import_module(self.module), self.function)
 
 
-#: Add a benchmark here: ids, "bench.<module>", function name, one line. P3-P5 live in bench/pipeline.py.
+#: Add a benchmark here: ids, "bench.<module>", function name, one line.
+#: P3 and P4 live in bench/pipeline_rates.py, P5 in bench/pipeline.py.
 BENCHMARKS = (
     Benchmark(("P1", "P1b"), "bench.write_read", "write_benchmarks", "IO-manager write vs raw POST, client"),
     Benchmark(("P2",), "bench.write_read", "read_benchmark", "IO-manager read vs raw CSV fetch"),
-    Benchmark(("P3",), "bench.pipeline", "backfill_vs_loop", "7-day backfill of all stages vs a plain loop"),
-    Benchmark(("P4",), "bench.pipeline", "end_to_end", "end-to-end pipeline rate vs raw ingest"),
+    Benchmark(("P3",), "bench.pipeline_rates", "backfill_vs_loop", "7-day backfill of all stages vs a plain loop"),
+    Benchmark(("P4",), "bench.pipeline_rates", "end_to_end", "end-to-end pipeline rate vs raw ingest"),
     Benchmark(("P5",), "bench.pipeline", "per_window_vs_range", "168 per-window runs vs one range run"),
 )
 
