@@ -245,13 +245,19 @@ def validate_telemetry(context: AssetExecutionContext, config: ValidationConfig,
         "raw_fingerprint": MetadataValue.text(frame_fingerprint(raw)),
         "quarantined_total": MetadataValue.int(len(quarantined)),
     }
-    if context.has_partition_key_range:  # a range run: say what each window held
-        raw_facts["raw_fingerprints"] = MetadataValue.json(raw_fingerprints_by_window(context, raw))
+    # A range run says what each window held, for the late-data sensor, which reads it from
+    # validated_telemetry only (Dagster copies it to every partition: keep it off the second output).
+    per_window = (
+        {"raw_fingerprints": MetadataValue.json(raw_fingerprints_by_window(context, raw))}
+        if context.has_partition_key_range
+        else {}
+    )
     yield Output(
         validated,
         output_name="validated_telemetry",
         metadata=stage_metadata(
-            context, validated, len(raw), started, AssetKey("validated_telemetry"), **raw_facts, **by_reason
+            context, validated, len(raw), started, AssetKey("validated_telemetry"),
+            **raw_facts, **per_window, **by_reason,
         ),
     )
     yield Output(
