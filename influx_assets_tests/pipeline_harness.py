@@ -193,6 +193,15 @@ def deleting(measurement: str) -> Callable[[SeenRequest], bool]:
     return lambda request: request.statement.startswith(marker)
 
 
+def probing(measurement: str) -> Callable[[SeenRequest], bool]:
+    """Fault-proxy predicate: the IO manager's "does the window hold points?" query of ``measurement``.
+
+    It precedes every write of a window (and the ``DELETE``, sent only when the window holds points).
+    """
+    marker = f'SELECT * FROM "{measurement}" WHERE'
+    return lambda request: request.statement.startswith(marker) and request.statement.endswith("LIMIT 1")
+
+
 def writes_to(request: SeenRequest, measurement: str) -> bool:
     """Whether a request the proxy saw was a ``/write`` of ``measurement``'s points (its body is read)."""
     return request.path == "/write" and request.body.startswith(f"{measurement},".encode())

@@ -37,6 +37,7 @@ from influx_assets_tests.pipeline_harness import (
     WindowContent,
     clean_reference,
     deleting,
+    probing,
     hour_keys,
     hour_start,
     keys_of,
@@ -69,14 +70,18 @@ def step_events(result: ExecuteInProcessResult, event_type: DagsterEventType) ->
 # --- 1. influxd SIGKILLed in the middle of a single-run backfill ---------------------------------
 
 
-class NthWriteAfterDelete:
-    """Proxy predicate: the ``n``-th ``/write`` after the ``DELETE`` of ``measurement``'s window."""
+class NthWriteAfterProbe:
+    """Proxy predicate: the ``n``-th ``/write`` after the IO manager probed ``measurement``'s window.
+
+    (The proxy picks a fault before reading the body, so the probe query marks where the writes of
+    that measurement begin; a first write of a window sends no ``DELETE``.)
+    """
 
     def __init__(self, measurement: str, n: int) -> None:
-        self.is_delete, self.n, self.armed, self.writes = deleting(measurement), n, False, 0
+        self.is_probe, self.n, self.armed, self.writes = probing(measurement), n, False, 0
 
     def __call__(self, request: SeenRequest) -> bool:
-        if self.is_delete(request):
+        if self.is_probe(request):
             self.armed = True
         elif self.armed and request.path == "/write":
             self.writes += 1
@@ -111,13 +116,14 @@ def test_influxd_killed_mid_backfill_leaves_every_window_as_a_clean_run_would(
             # retries that batch until the restarted server takes it, and the step never fails.
             budget = {"max_attempts": 40, "initial_backoff_seconds": 0.05, "max_backoff_seconds": 0.5}
             fault = Fault.close_before_response(forward=True, after_forward=kill_then_restart)
-            where = NthWriteAfterDelete("normalized_telemetry", 2)
+            where = NthWriteAfterProbe("normalized_telemetry", 2)
         else:
-            # The server acknowledged the DELETE of the normalized window, then died: the window is
-            # empty, the resource does not retry, the step fails and its RetryPolicy runs it again.
+            # The server stored the 1st normalized batch, answered, then died: the window is half
+            # written, the resource does not retry, the step fails and its RetryPolicy runs it again,
+            # which finds points in the window, deletes them and writes the window whole.
             budget = {"max_attempts": 1}
             fault = Fault.pass_through(after_forward=kill_then_restart)
-            where = deleting("normalized_telemetry")
+            where = NthWriteAfterProbe("normalized_telemetry", 1)
         proxy.inject(fault, where=where)
         resource = InfluxDBResource(
             url=proxy.url, api="v1", database=database, write_batch_size=500, timeout_seconds=10, **budget
@@ -137,9 +143,10 @@ def test_influxd_killed_mid_backfill_leaves_every_window_as_a_clean_run_would(
         assert killed[0].upstream_status == 204 and writes_to(killed[0], "normalized_telemetry")
         assert retried == []
     else:
-        killed = [r for r in seen if deleting("normalized_telemetry")(r)]
-        assert killed[0].upstream_status == 200  # the window was emptied, then the server died
+        killed = [r for r in seen if writes_to(r, "normalized_telemetry")]
+        assert killed[0].upstream_status == 204  # a batch was stored, then the server died
         assert retried and set(retried) == {"normalized_telemetry"}
+        assert any(deleting("normalized_telemetry")(r) for r in seen)  # the retry replaced the window
     oracle = InfluxQLOracle(own_server.url, database)
     assert window_contents(oracle, keys) == reference
     assert oracle.count("sensor_raw") == len(simulation.points)
@@ -182,8 +189,8 @@ def test_an_outage_longer_than_every_retry_fails_the_window_by_name_and_a_rerun_
         outage = Outage(proxy)
         if outage_starts == "before_the_run":
             outage.down.set()  # every request meets a dead server
-        else:  # once the server has applied the DELETE of the window's normalized points
-            proxy.inject(Fault.pass_through(after_forward=outage.down.set), where=deleting("normalized_telemetry"))
+        else:  # once the IO manager has probed the normalized window, before it writes (validate has stored)
+            proxy.inject(Fault.pass_through(after_forward=outage.down.set), where=probing("normalized_telemetry"))
         failed = run_stages(hourly_assets, resources, instance, partition_key=failing)
 
         assert not failed.success
@@ -197,7 +204,7 @@ def test_an_outage_longer_than_every_retry_fails_the_window_by_name_and_a_rerun_
             assert failing in done if key.to_user_string() in stored_before_outage else failing not in done, key
         assert_failure_names_stage_and_window(instance, failed.run_id, failed_stage, failing)
         assert step_events(failed, DagsterEventType.STEP_UP_FOR_RETRY) == [failed_stage] * 3
-        # the failed stage's window is empty (a DELETE that got through), not half-written; the stages
+        # the failed stage's window holds nothing (its write never got through), not half of it; the stages
         # downstream of it never ran for that window
         for measurement in set(HOURLY_MEASUREMENTS) - stored_before_outage:
             assert oracle.count(measurement, where=window_clause(failing)) == 0, measurement

@@ -38,6 +38,7 @@ from influx_assets_tests.pipeline_harness import (
     HOURLY_MEASUREMENTS,
     clean_reference,
     deleting,
+    probing,
     hour_keys,
     keys_of,
     run_stages,
@@ -123,11 +124,12 @@ def test_every_writer_stage_declares_a_pool_and_dagster_yaml_limits_pools_to_one
 
 
 class FirstWriterHold:
-    """Holds whichever run deletes the validated window first, until the other run is seen waiting.
+    """Holds whichever run starts replacing the validated window first, until the other run is seen waiting.
 
-    Wired as ``after_forward`` of that ``DELETE`` on each run's own proxy: the first caller keeps its
-    step (and so its pool slot) busy until the other run's event log says its validate step is
-    "blocked by limit for pool", or until the other run's ``DELETE`` arrives anyway (no serialization).
+    Wired as ``after_forward`` of the IO manager's window probe (which precedes its ``DELETE`` and
+    writes) on each run's own proxy: the first caller keeps its step (and so its pool slot) busy until
+    the other run's event log says its validate step is "blocked by limit for pool", or until the
+    other run's probe arrives anyway (no serialization).
     """
 
     def __init__(self, instance: DagsterInstance, timeout: float = 90.0) -> None:
@@ -175,7 +177,7 @@ def test_two_runs_launched_together_on_one_window_leave_one_correct_copy(
     with FaultProxy(influx_url) as proxy_a, FaultProxy(influx_url) as proxy_b:
         proxies = {"a": proxy_a, "b": proxy_b}
         for run, proxy in proxies.items():
-            proxy.inject(Fault.pass_through(after_forward=hold(run)), where=deleting("validated_telemetry"))
+            proxy.inject(Fault.pass_through(after_forward=hold(run)), where=probing("validated_telemetry"))
         command = [str(BIN / "dagster"), "asset", "materialize", "-m", "influx_assets.definitions",
                    "--select", STAGES, "--partition", key, "--config-json", IN_PROCESS]
         processes = {
@@ -199,7 +201,7 @@ def test_two_runs_launched_together_on_one_window_leave_one_correct_copy(
 
 
 class Lockstep:
-    """Makes two runs delete each stage's window together: each ``DELETE`` waits for the other's."""
+    """Makes two runs replace each stage's window together: each window probe waits for the other's."""
 
     def __init__(self, measurements: tuple[str, ...], timeout: float = 60.0) -> None:
         self.barriers = {m: threading.Barrier(2, timeout=timeout) for m in measurements}
@@ -207,7 +209,7 @@ class Lockstep:
 
     def wire(self, proxy: FaultProxy) -> None:
         for measurement in self.barriers:
-            proxy.inject(Fault.pass_through(after_forward=self._meet(measurement)), where=deleting(measurement))
+            proxy.inject(Fault.pass_through(after_forward=self._meet(measurement)), where=probing(measurement))
 
     def _meet(self, measurement: str) -> Callable[[], None]:
         def meet() -> None:
@@ -309,7 +311,7 @@ def test_a_run_worker_killed_mid_step_is_failed_and_retried_by_the_daemon_to_a_c
     run_id = str(uuid.uuid4())
     with FaultProxy(influx_url) as proxy:
         # the validate step deletes its window and then waits for an answer that comes too late
-        proxy.inject(Fault.delay(120), where=deleting("validated_telemetry"))
+        proxy.inject(Fault.delay(120), where=probing("validated_telemetry"))
         env = location_env(home, proxy.url, influxdb.database)
         daemon = Daemon(home, env)
         try:
@@ -319,7 +321,7 @@ def test_a_run_worker_killed_mid_step_is_failed_and_retried_by_the_daemon_to_a_c
                 check=False, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120,
             )
             assert launch.returncode == 0, launch.stdout[-2000:] + launch.stderr[-2000:]
-            wait_for(lambda: proxy.requests(deleting("validated_telemetry")), 120, "the validate step's DELETE")
+            wait_for(lambda: proxy.requests(probing("validated_telemetry")), 120, "the validate step's window probe")
             pid = run_worker_pid(instance, run_id)
             events = _event_types(instance, run_id)
             assert pid is not None and "STEP_START" in events and "STEP_SUCCESS" not in events  # mid-step
@@ -340,7 +342,7 @@ def test_a_run_worker_killed_mid_step_is_failed_and_retried_by_the_daemon_to_a_c
     assert any(m.startswith(crash) for m in engine_messages(instance, run_id))
     assert done.status.value == "SUCCESS", daemon.tail()
     assert done.tags["dagster/retry_number"] == "1" and done.tags["dagster/partition"] == key
-    assert len(proxy.requests(deleting("validated_telemetry"))) == 2  # the retry rewrote the window
+    assert len(proxy.requests(probing("validated_telemetry"))) == 2  # the retry rewrote the window
     assert window_contents(oracle, [key]) == reference
 
 
