@@ -81,19 +81,12 @@ def _demo_data(args: argparse.Namespace) -> int:
     return _simulate(args)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    return True
-
-
 def _live_feed(args: argparse.Namespace) -> int:
     """Write the readings of each passing interval, like devices would, until stopped."""
     import time
 
     from .feed import write_simulation
+    from .local_server import pid_alive
     from .simulate import SimulationConfig, simulate
 
     resource = _resource(args)
@@ -101,7 +94,7 @@ def _live_feed(args: argparse.Namespace) -> int:
     step = pd.Timedelta(seconds=args.interval)
     last = pd.Timestamp.now(tz="UTC").floor(step)
     for _ in range(args.iterations or sys.maxsize):
-        if args.while_pid and not _alive(args.while_pid):
+        if args.while_pid and not pid_alive(args.while_pid):
             print(f"live-feed: process {args.while_pid} ended; stopping", flush=True)
             break
         time.sleep(max(0.0, (last + step - pd.Timestamp.now(tz="UTC")).total_seconds()))

@@ -22,6 +22,7 @@ import pandas as pd
 from dagster import (
     AssetKey,
     AssetRecordsFilter,
+    DagsterEventType,
     DagsterInstance,
     DefaultSensorStatus,
     RunRequest,
@@ -106,15 +107,15 @@ def stale_day_requests(instance: DagsterInstance, windows: list[str]) -> list[Ru
     """Daily re-runs for days whose hourly ``telemetry_5m`` windows changed after the daily run."""
     days = sorted({daily_windows.get_partition_key_for_timestamp(
         hourly_windows.time_window_for_partition_key(w).start.timestamp()) for w in windows})
-    hourly = latest_materializations(instance, FIVE_MINUTE, windows)
+    newest = DagsterEventType.ASSET_MATERIALIZATION
+    hourly = instance.get_latest_storage_id_by_partition(FIVE_MINUTE, newest, set(windows))
+    daily = [instance.get_latest_storage_id_by_partition(key, newest, set(days)) for key in DAILY_KEYS]
     requests = []
     for day in days:
-        daily_records = [latest_materializations(instance, key, [day]).get(day) for key in DAILY_KEYS]
-        if any(r is None for r in daily_records):
+        if any(day not in ids for ids in daily):
             continue  # never processed: the daily schedule will do it
-        oldest_daily = min(r.storage_id for r in daily_records)  # type: ignore[union-attr]
-        in_day = [r for w, r in hourly.items() if w.startswith(day)]
-        newer = [r.storage_id for r in in_day if r.storage_id > oldest_daily]  # type: ignore[attr-defined]
+        oldest_daily = min(ids[day] for ids in daily)
+        newer = [storage_id for w, storage_id in hourly.items() if w.startswith(day) and storage_id > oldest_daily]
         if newer:
             requests.append(
                 RunRequest(

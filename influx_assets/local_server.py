@@ -150,7 +150,8 @@ class LocalInfluxd:
             self.kill()
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists."""
     try:
         os.kill(pid, 0)
     except OSError:
@@ -161,7 +162,7 @@ def _pid_alive(pid: int) -> bool:
 def start_detached(root: Path, port: int) -> str:
     """Start a server that outlives this process unless one is already running there; return its URL."""
     pid_file = root / "influxd.pid"
-    if pid_file.exists() and _pid_alive(int(pid_file.read_text())):
+    if pid_file.exists() and pid_alive(int(pid_file.read_text())):
         url = (root / "influxd.url").read_text()
         LocalInfluxd(root, port).wait_ready()
         return url
@@ -175,11 +176,11 @@ def stop_detached(root: Path) -> bool:
         return False
     pid = int(pid_file.read_text())
     pid_file.unlink()
-    if not _pid_alive(pid):
+    if not pid_alive(pid):
         return False
     os.kill(pid, signal.SIGTERM)
     for _ in range(100):
-        if not _pid_alive(pid):
+        if not pid_alive(pid):
             return True
         time.sleep(0.1)
     os.kill(pid, signal.SIGKILL)

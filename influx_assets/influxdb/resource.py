@@ -122,27 +122,20 @@ class InfluxDBResource(ConfigurableResource):
             api = (self.api or "auto").lower()
             if api not in ("auto", "v1", "v2"):
                 raise ValueError(f"InfluxDBResource.api must be 'auto', 'v1' or 'v2', not {self.api!r}")
+            v1 = V1Transport(self._session(), batch_size=self.write_batch_size, gzip_level=self.gzip_level)
             if api == "auto":
-                v1 = V1Transport(self._session())
                 self._server = v1.ping()
-                api = "v2" if self._server.major == 2 or (self._server.major == 0 and self.org) else "v1"
-                if api == "v1":
-                    self._transport = v1
-            if api == "v1" and self._transport is None:
-                self._transport = V1Transport(
-                    self._session(), batch_size=self.write_batch_size, gzip_level=self.gzip_level
-                )
-            elif api == "v2":
+                detected_v2 = self._server.major == 2 or (self._server.major == 0 and bool(self.org))
+                api = "v2" if detected_v2 else "v1"
+            if api == "v1":
+                self._transport = v1
+            else:
                 from .v2 import V2Transport
 
                 self._transport = V2Transport(
                     url=self.url, token=self.token, org=self.org, timeout=self.timeout_seconds,
                     retry=self.retry_settings, batch_size=self.write_batch_size, on_retry=self._note_retry,
                 )
-            assert self._transport is not None
-            if isinstance(self._transport, V1Transport):
-                self._transport.batch_size = self.write_batch_size
-                self._transport.gzip_level = self.gzip_level
         return self._transport
 
     # --- operations ------------------------------------------------------------------------------
