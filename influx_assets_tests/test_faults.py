@@ -9,7 +9,7 @@ what a retry can heal and nothing else.
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
 
@@ -28,12 +28,12 @@ from dagster import (
 from influx_assets.influxdb import (
     BadRequestError,
     FieldTypeConflictError,
+    InfluxDBIOManager,
     InfluxDBResource,
     PartialWriteError,
     ServerBusyError,
     ServerUnreachableError,
 )
-from influx_assets.influxdb.io_manager import InfluxDBIOManager
 from influx_assets.local_server import LocalInfluxd, free_port
 from influx_assets_tests.fault_proxy import Fault, FaultProxy
 from influx_assets_tests.influxql_oracle import InfluxQLOracle
@@ -111,7 +111,7 @@ def test_busy_answers_are_retried_with_exponential_backoff(
 
 
 def _http_date_in(seconds: int) -> str:
-    return format_datetime(datetime.now(timezone.utc) + timedelta(seconds=seconds), usegmt=True)
+    return format_datetime(datetime.now(UTC) + timedelta(seconds=seconds), usegmt=True)
 
 
 @pytest.mark.parametrize(

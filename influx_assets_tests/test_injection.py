@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 from dagster import HourlyPartitionsDefinition, asset, materialize, mem_io_manager
 
-from influx_assets.influxdb import InfluxDBResource, InvalidFrameError, MeasurementSlice
+from influx_assets.influxdb import InfluxDBIOManager, InfluxDBResource, InvalidFrameError, MeasurementSlice
 from influx_assets.influxdb.influxql import (
     delete_window,
     quote_ident,
@@ -25,7 +25,6 @@ from influx_assets.influxdb.influxql import (
     select_window,
     where_clause,
 )
-from influx_assets.influxdb.io_manager import InfluxDBIOManager
 from influx_assets_tests.influxql_oracle import InfluxQLOracle
 
 T0 = pd.Timestamp("2024-03-04T00:00:00Z").as_unit("ns")  # a Monday, the start of a 1.x shard week

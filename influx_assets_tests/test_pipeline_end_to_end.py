@@ -22,7 +22,8 @@ from dagster import (
 from dagster._core.definitions.observe import observe  # no public in-process observe in 1.13
 
 from influx_assets.feed import write_simulation
-from influx_assets.influxdb.io_manager import InfluxDBIOManager
+from influx_assets.influxdb import InfluxDBIOManager
+from influx_assets.influxdb.ledger import LEDGER_MEASUREMENT
 from influx_assets.manifest import build_manifest
 from influx_assets.pipeline import (
     REASON_CODES,
@@ -198,7 +199,7 @@ class CorruptingIOManager(InfluxDBIOManager):
     corrupt_asset: str
     corrupt_partition: str
 
-    def handle_output(self, context, obj):  # noqa: ANN001, ANN201 - IO manager signature
+    def handle_output(self, context, obj):
         if (
             context.asset_key.to_user_string() == self.corrupt_asset
             and context.asset_partition_key == self.corrupt_partition
@@ -288,4 +289,9 @@ def test_a_window_without_raw_points_materializes_empty_stages(influxdb, oracle,
     assert all(r.success for r in results)
     assert all(o.passed for r in results for o in check_outcomes(r).values())
     assert materialization_metadata(results[0], "validated_telemetry")["rows_out"] == 0
-    assert [m for m in oracle.measurements() if m not in ("sensor_raw", "pipeline_metrics")] == []
+    assert [m for m in oracle.measurements() if m not in ("sensor_raw", "pipeline_metrics", LEDGER_MEASUREMENT)] == []
+    # ...but every stage's empty window is recorded as committed with zero rows
+    ledger = oracle.query(f'SELECT "state", "rows" FROM "{LEDGER_MEASUREMENT}" GROUP BY "target"')
+    committed = {s["tags"]["target"]: s["values"] for s in ledger}
+    assert set(committed) >= {"validated_telemetry", "normalized_telemetry", "telemetry_5m", "telemetry_1h"}
+    assert all(values == [[values[0][0], "committed", 0]] for values in committed.values())

@@ -20,8 +20,12 @@ import pytest
 from dagster import EnvVar, HourlyPartitionsDefinition, asset, instance_for_test, materialize
 from dagster._serdes import serialize_value
 
-from influx_assets.influxdb import AuthenticationError, InfluxDBResource, ServerUnreachableError
-from influx_assets.influxdb.io_manager import InfluxDBIOManager
+from influx_assets.influxdb import (
+    AuthenticationError,
+    InfluxDBIOManager,
+    InfluxDBResource,
+    ServerUnreachableError,
+)
 from influx_assets.local_server import LocalInfluxd, free_port
 from influx_assets_tests.influxql_oracle import InfluxQLOracle
 

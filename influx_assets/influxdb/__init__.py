@@ -13,17 +13,21 @@ from .errors import (
     TerminalInfluxError,
     TransientInfluxError,
 )
+from .io_manager import InfluxDBIOManager
+from .ledger import LEDGER_MEASUREMENT, WindowLedger, WindowNotCommittedError
 from .line_protocol import EncodedFrame, encode_frame
 from .resource import InfluxDBResource, WriteResult
 from .slice import MeasurementSlice
 
 __all__ = [
+    "LEDGER_MEASUREMENT",
     "AuthenticationError",
     "BadRequestError",
     "DatabaseNotFoundError",
     "EncodedFrame",
     "FieldTypeConflictError",
     "InfluxAssetsError",
+    "InfluxDBIOManager",
     "InfluxDBResource",
     "InvalidFrameError",
     "MeasurementSlice",
@@ -32,6 +36,8 @@ __all__ = [
     "ServerUnreachableError",
     "TerminalInfluxError",
     "TransientInfluxError",
+    "WindowLedger",
+    "WindowNotCommittedError",
     "WriteResult",
     "encode_frame",
 ]

@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 from dagster import (
     ConfigurableIOManager,
+    DagsterInvariantViolationError,
     InputContext,
     MetadataValue,
     OutputContext,
@@ -39,8 +40,10 @@ from dagster import (
     TableColumn,
     TableSchema,
 )
+from pydantic import Field
 
 from .errors import InfluxAssetsError, InvalidFrameError
+from .ledger import WHOLE_MEASUREMENT_NS, WindowLedger
 from .line_protocol import encode_frame, time_column_to_ns
 from .resource import InfluxDBResource
 from .schema import empty_frame
@@ -68,6 +71,23 @@ def _window(context: OutputContext | InputContext) -> tuple[int, int] | None:
         return None
     window = context.asset_partitions_time_window
     return to_epoch_ns(window.start), to_epoch_ns(window.end)
+
+
+def _run_id(context: OutputContext) -> str:
+    """The Dagster run writing the output ("" when the context has no run, e.g. in unit tests)."""
+    try:
+        return str(context.run_id)
+    except DagsterInvariantViolationError:  # build_output_context() without a run_id
+        return ""
+
+
+def _rows_per_window(starts: list[int], times: np.ndarray) -> dict[int, int]:
+    """Points per window, given the sorted window starts and the stored points' times (ns)."""
+    if len(starts) == 1:  # one partition, or an unpartitioned asset (whose points may precede 1970)
+        return {starts[0]: len(times)}
+    owner = np.searchsorted(np.asarray(starts, dtype="int64"), times, side="right") - 1
+    counts = np.bincount(owner, minlength=len(starts)) if len(owner) else np.zeros(len(starts), int)
+    return {start: int(n) for start, n in zip(starts, counts, strict=True)}
 
 
 def _column_schema(frame: pd.DataFrame, tags: Sequence[str], time_column: str) -> TableSchema:
@@ -132,6 +152,11 @@ class InfluxDBIOManager(ConfigurableIOManager):
     """
 
     influxdb: ResourceDependency[InfluxDBResource]
+    writer_wait_seconds: float = Field(
+        default=120.0,
+        description="How long loading a window waits for another run that is replacing it to finish "
+        "(see influx_assets.influxdb.ledger) before failing with WindowNotCommittedError.",
+    )
 
     # --- where -----------------------------------------------------------------------------------
     def _target(self, context: OutputContext) -> tuple[str, str, list[str], str]:
@@ -163,11 +188,21 @@ class InfluxDBIOManager(ConfigurableIOManager):
                     f"outside the window {where.describe_window()}: {_name_rows_outside(obj, times, outside)}. "
                     "Nothing was written."
                 )
+        starts = self._window_starts(context)
+        ledger = self._ledger()
+        run_id = _run_id(context)
         started = time.perf_counter()
         with _naming_window("storing", context, where):
             self.influxdb.prepare_database(database)
+            write_id = ledger.begin(where, starts, run_id)
             deleted = self.influxdb.delete_window(where)
             result = self.influxdb.write_encoded(encoded, database)
+            taken = ledger.commit(where, _rows_per_window(starts, times[encoded.written]), write_id, run_id)
+        if taken:
+            context.log.warning(
+                f"another writer began replacing {len(taken)} window(s) of {measurement} while this run wrote "
+                "them; it commits them when it finishes"
+            )
         seconds = time.perf_counter() - started
         if result.rows_without_fields:
             context.log.warning(
@@ -193,20 +228,24 @@ class InfluxDBIOManager(ConfigurableIOManager):
                 # Dagster copies a range run's metadata to every partition: say plainly it is a total.
                 metadata["range_row_count"] = MetadataValue.int(result.points_written)
             if 1 < len(keys) <= MAX_PARTITION_COUNTS:
-                counts = self._partition_counts(context, times, encoded.written)
-                metadata["partition_row_counts"] = MetadataValue.json(counts)
+                counts = _rows_per_window(starts, times[encoded.written])
+                metadata["partition_row_counts"] = MetadataValue.json(
+                    {key: counts[start] for key, start in zip(keys, starts, strict=True)}
+                )
         context.add_output_metadata(metadata)
 
-    def _partition_counts(self, context: OutputContext, times: np.ndarray, stored: np.ndarray) -> dict[str, int]:
-        """Points stored per partition key of the run (a range run covers several keys)."""
-        keys = list(context.asset_partition_keys)
+    def _window_starts(self, context: OutputContext) -> list[int]:
+        """Ledger times of the run's windows: each partition's start, or the whole-measurement entry."""
+        if not context.has_asset_partitions:
+            return [WHOLE_MEASUREMENT_NS]
         partitions_def = context.asset_partitions_def
-        starts = np.array(
-            [to_epoch_ns(partitions_def.time_window_for_partition_key(k).start) for k in keys], dtype="int64"
-        )
-        owner = np.searchsorted(starts, times[stored], side="right") - 1
-        counts = np.bincount(owner, minlength=len(keys)) if len(owner) else np.zeros(len(keys), int)
-        return {key: int(n) for key, n in zip(keys, counts, strict=True)}
+        return [
+            to_epoch_ns(partitions_def.time_window_for_partition_key(key).start)
+            for key in context.asset_partition_keys
+        ]
+
+    def _ledger(self) -> WindowLedger:
+        return WindowLedger(self.influxdb, wait_seconds=self.writer_wait_seconds)
 
     # --- input -----------------------------------------------------------------------------------
     def load_input(self, context: InputContext) -> pd.DataFrame:
@@ -222,7 +261,7 @@ class InfluxDBIOManager(ConfigurableIOManager):
             database, measurement, *(window or ()), columns=tuple(columns) if columns else None
         )
         with _naming_window("loading", context, where):
-            frame = self.influxdb.read_window(where)
+            frame = self._ledger().read(where)
         context.log.debug(f"loaded {len(frame)} rows of {measurement} {where.describe_window()}")
         return frame
 

@@ -25,6 +25,7 @@ from dagster import (
 
 from ..fingerprint import frame_fingerprint
 from ..influxdb import InfluxDBResource
+from ..influxdb.ledger import WindowLedger
 from .stage import STAGE_RETRY
 
 
@@ -66,8 +67,8 @@ def check_window(context: AssetCheckExecutionContext) -> tuple[pd.Timestamp, pd.
 def read_measurement(
     influxdb: InfluxDBResource, measurement: str, start: pd.Timestamp, end: pd.Timestamp
 ) -> pd.DataFrame:
-    """The measurement's points in ``[start, end)``."""
-    return influxdb.read_window(influxdb.slice(measurement, start, end))
+    """The measurement's points in ``[start, end)``, once no run is replacing them (the window ledger)."""
+    return WindowLedger(influxdb).read(influxdb.slice(measurement, start, end))
 
 
 def _missing(asset_key: AssetKey) -> AssetCheckResult:

@@ -1,0 +1,158 @@
+"""The window ledger: readers never consume a window that a writer is replacing or left half-written.
+
+Real server; a fault proxy between the writer and the server holds the writer right after its
+``DELETE`` (the moment the window is empty) or rejects its data write (a writer that stops there).
+"""
+
+import threading
+from collections.abc import Iterator
+
+import numpy as np
+import pandas as pd
+import pytest
+from dagster import AssetExecutionContext, DagsterInstance, asset, materialize
+
+from influx_assets.influxdb import InfluxDBIOManager, InfluxDBResource
+from influx_assets.influxdb.ledger import (
+    COMMITTED,
+    LEDGER_MEASUREMENT,
+    WRITING,
+    WindowLedger,
+    WindowNotCommittedError,
+)
+from influx_assets.partitions import hourly_windows
+from influx_assets_tests.fault_proxy import Fault, FaultProxy
+from influx_assets_tests.influxql_oracle import InfluxQLOracle
+from influx_assets_tests.pipeline_harness import deleting, writes_to
+
+H0 = pd.Timestamp("2024-05-01T00:00:00Z")
+KEY = H0.strftime("%Y-%m-%d-%H:%M")
+#: The value every point of the next ``gauges`` materialization carries.
+VERSION = {"value": 1.0}
+SEEN: dict[str, pd.DataFrame] = {}
+
+
+@asset(partitions_def=hourly_windows, io_manager_key="influxdb_io_manager", metadata={"influxdb/tags": ["sensor_id"]})
+def gauges(context: AssetExecutionContext) -> pd.DataFrame:
+    window = context.partition_time_window
+    times = pd.date_range(pd.Timestamp(window.start), pd.Timestamp(window.end), freq="1min", inclusive="left")
+    return pd.DataFrame({
+        "time": np.tile(times, 2), "sensor_id": np.repeat(["g1", "g2"], len(times)), "value": VERSION["value"],
+    })
+
+
+@asset(partitions_def=hourly_windows, io_manager_key="influxdb_io_manager")
+def gauge_count(context: AssetExecutionContext, gauges: pd.DataFrame) -> pd.DataFrame:
+    SEEN["gauges"] = gauges
+    return pd.DataFrame({"time": [pd.Timestamp(context.partition_time_window.start)], "n": [len(gauges)]})
+
+
+@pytest.fixture(autouse=True)
+def first_version() -> Iterator[None]:
+    VERSION["value"] = 1.0
+    SEEN.clear()
+    yield
+
+
+def materialize_with(influxdb: InfluxDBResource, assets: list, wait: float = 120.0, **kwargs: object) -> object:
+    resources = {"influxdb": influxdb, "influxdb_io_manager": InfluxDBIOManager(influxdb=influxdb, writer_wait_seconds=wait)}
+    # disposed where it was made: an ephemeral instance's SQLite connections belong to their thread
+    with DagsterInstance.ephemeral() as instance:
+        return materialize(assets, resources=resources, instance=instance, partition_key=KEY, **kwargs)
+
+
+def through(proxy: FaultProxy, influxdb: InfluxDBResource) -> InfluxDBResource:
+    return InfluxDBResource(url=proxy.url, api="v1", database=influxdb.database, max_attempts=1)
+
+
+def ledger_rows(oracle: InfluxQLOracle, target: str) -> list[dict]:
+    return oracle.rows(f"SELECT * FROM \"{LEDGER_MEASUREMENT}\" WHERE \"target\" = '{target}'")
+
+
+def test_a_reader_waits_while_another_run_replaces_the_window_and_then_gets_it_whole(
+    influxdb: InfluxDBResource, oracle: InfluxQLOracle
+) -> None:
+    materialize_with(influxdb, [gauges])
+    window = influxdb.slice("gauges", H0, H0 + pd.Timedelta(hours=1))
+    deleted, release = threading.Event(), threading.Event()
+
+    def hold_after_delete() -> None:
+        deleted.set()
+        release.wait(30)
+
+    VERSION["value"] = 2.0
+    with FaultProxy(influxdb.url) as proxy:
+        proxy.inject(Fault.pass_through(after_forward=hold_after_delete), where=deleting("gauges"))
+        writer = threading.Thread(target=materialize_with, args=(through(proxy, influxdb), [gauges]))
+        writer.start()
+        assert deleted.wait(30), "the rewrite never sent its DELETE"
+        # the hazard is real: a plain read now sees an empty window
+        assert influxdb.read_window(window).empty
+        read: dict[str, pd.DataFrame] = {}
+        reader = threading.Thread(target=lambda: read.update(frame=WindowLedger(influxdb, wait_seconds=30).read(window)))
+        reader.start()
+        reader.join(1.5)
+        assert reader.is_alive() and not read, "the reader did not wait for the writer"
+        release.set()
+        writer.join(30)
+        reader.join(30)
+    frame = read["frame"]
+    assert len(frame) == 120 and set(frame["value"]) == {2.0}
+    (entry,) = ledger_rows(oracle, "gauges")
+    assert entry["state"] == COMMITTED and entry["rows"] == 120
+
+
+def test_a_writer_that_stops_after_its_delete_blocks_readers_until_the_window_is_materialized_again(
+    influxdb: InfluxDBResource, oracle: InfluxQLOracle
+) -> None:
+    materialize_with(influxdb, [gauges])
+    with FaultProxy(influxdb.url) as proxy:
+        # the first /write is the ledger's "writing" entry, the second the window's points
+        proxy.inject(Fault.pass_through(), Fault.respond(400, body=b'{"error":"injected"}'), where="/write")
+        failed = materialize_with(through(proxy, influxdb), [gauges], raise_on_error=False)
+        assert [r.fault for r in proxy.requests("/write")] == ["pass", "respond"]
+        assert writes_to(proxy.requests("/write")[1], "gauges")
+    assert not failed.success
+    (entry,) = ledger_rows(oracle, "gauges")
+    assert entry["state"] == WRITING and entry["run_id"] == failed.run_id
+    assert oracle.count("gauges") == 0  # deleted, never rewritten
+
+    blocked = materialize_with(influxdb, [gauges, gauge_count], wait=0.5, selection=[gauge_count], raise_on_error=False)
+    assert not blocked.success and "gauges" not in SEEN
+    (failure,) = [e for e in blocked.all_events if e.event_type_value == "STEP_FAILURE"]
+    cause = failure.step_failure_data.error.cause
+    message = cause.message
+    assert cause.cls_name == "WindowNotCommittedError"
+    assert f"run {failed.run_id}" in message and "'gauges'" in message and "materialize the partition again" in message
+
+    materialize_with(influxdb, [gauges])
+    assert materialize_with(influxdb, [gauges, gauge_count], selection=[gauge_count]).success
+    assert len(SEEN["gauges"]) == 120
+
+
+def test_a_writer_that_finds_a_later_writer_leaves_the_commit_to_it(influxdb: InfluxDBResource) -> None:
+    influxdb.ensure_database()
+    window = influxdb.slice("gauges", H0, H0 + pd.Timedelta(hours=1))
+    ledger = WindowLedger(influxdb, wait_seconds=0.3)
+    first = ledger.begin(window, [H0.value], run_id="first")
+    second = ledger.begin(window, [H0.value], run_id="second")
+    assert ledger.commit(window, {H0.value: 5}, first, run_id="first") == [H0.value]
+    assert ledger.entries(window)[H0.value].state == WRITING
+    with pytest.raises(WindowNotCommittedError, match="run second"):
+        ledger.read(window)
+    assert ledger.commit(window, {H0.value: 5}, second, run_id="second") == []
+    entry = ledger.entries(window)[H0.value]
+    assert (entry.state, entry.run_id, entry.write_id, entry.rows) == (COMMITTED, "second", second, 5)
+    assert ledger.read(window).empty
+
+
+def test_a_range_run_records_each_partition_with_its_rows_and_run(influxdb: InfluxDBResource, oracle) -> None:
+    keys = [(H0 + pd.Timedelta(hours=h)).strftime("%Y-%m-%d-%H:%M") for h in range(3)]
+    resources = {"influxdb": influxdb, "influxdb_io_manager": InfluxDBIOManager(influxdb=influxdb)}
+    result = materialize(
+        [gauges], resources=resources, instance=DagsterInstance.ephemeral(),
+        tags={"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1]},
+    )
+    entries = ledger_rows(oracle, "gauges")
+    assert [pd.Timestamp(e["time"], unit="ns", tz="UTC") for e in entries] == [H0 + pd.Timedelta(hours=h) for h in range(3)]
+    assert {(e["state"], e["rows"], e["run_id"]) for e in entries} == {(COMMITTED, 120, result.run_id)}
