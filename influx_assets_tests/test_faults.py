@@ -136,6 +136,20 @@ def test_retry_after_is_a_lower_bound_on_the_wait(
     assert_one_clean_copy(oracle, "throttled", frame)
 
 
+def test_a_retry_after_longer_than_allowed_fails_at_once_with_the_reason(
+    proxy: FaultProxy, influxdb: InfluxDBResource, oracle: InfluxQLOracle
+) -> None:
+    resource = through(proxy, influxdb, max_retry_after_seconds=5)
+    proxy.inject(Fault.respond(503, retry_after="3600"))
+
+    with pytest.raises(ServerBusyError, match=r"retry after 3600 s, more than the 5 s allowed") as raised:
+        resource.write_frame(readings(10), "throttled", ["sensor_id"])
+
+    assert "gave up after 1 attempt" in str(raised.value)
+    assert resource.retries_observed == [] and len(proxy.requests("/write")) == 1
+    assert oracle.count("throttled") == 0
+
+
 # --- slow, reset and closed connections ----------------------------------------------------------
 
 

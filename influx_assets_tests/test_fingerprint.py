@@ -40,3 +40,19 @@ def test_a_changed_value_time_or_row_changes_the_fingerprint():
 def test_an_integer_is_not_the_same_as_a_float():
     frame = window()
     assert frame_fingerprint(frame) != frame_fingerprint(frame.astype({"count": "float64"}))
+
+
+def test_an_empty_string_is_null_as_influxdb_stores_it_and_a_bool_is_not_an_integer():
+    frame = window().assign(note=["", "x", None])
+    assert frame_fingerprint(frame) == frame_fingerprint(frame.assign(note=[None, "x", ""]))
+    assert frame_fingerprint(frame) != frame_fingerprint(frame.assign(note=[None, "y", ""]))
+    all_empty = window().assign(note=["", "", None])
+    assert frame_fingerprint(all_empty) == frame_fingerprint(window())
+    flags = window().assign(flag=[True, False, True])
+    assert frame_fingerprint(flags) != frame_fingerprint(flags.assign(flag=[1, 0, 1]))
+
+
+def test_two_columns_swapping_values_change_the_fingerprint():
+    frame = pd.DataFrame({"a": [1.0, 2.0], "b": [3.0, 4.0]})
+    assert frame_fingerprint(frame) != frame_fingerprint(frame.rename(columns={"a": "b", "b": "a"}))
+    assert frame_fingerprint(frame) != frame_fingerprint(pd.DataFrame({"a": [1.0, 4.0], "b": [3.0, 2.0]}))

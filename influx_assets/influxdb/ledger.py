@@ -42,10 +42,17 @@ from .errors import InfluxAssetsError
 from .line_protocol import time_column_to_ns
 from .resource import InfluxDBResource
 from .slice import MeasurementSlice
+from .transport import KnownSchema
 
 LEDGER_MEASUREMENT = "influx_assets_windows"
 WRITING = "writing"
 COMMITTED = "committed"
+#: The ledger's columns as it writes them (reads need not ask the server).
+LEDGER_SCHEMA = KnownSchema(
+    tags=("target",),
+    fields=(("state", "string"), ("write_id", "string"), ("run_id", "string"), ("rows", "integer"),
+            ("written_at", "integer")),
+)
 #: Ledger time of an unpartitioned asset's single entry.
 WHOLE_MEASUREMENT_NS = 0
 
@@ -125,9 +132,9 @@ class WindowLedger:
         """The ledger entries of ``where``'s measurement inside its window, by window start (ns)."""
         ledger = MeasurementSlice(
             where.database, LEDGER_MEASUREMENT, where.start_ns, where.end_ns,
-            tag_filters=(("target", where.measurement),),
+            tag_filters=(("target", where.measurement),), columns=tuple(LEDGER_SCHEMA.field_types),
         )
-        frame = self.influxdb.read_window(ledger)
+        frame = self.influxdb.read_window(ledger, LEDGER_SCHEMA)
         if frame.empty or "state" not in frame.columns:
             return {}
         starts = time_column_to_ns(frame["time"], "time")

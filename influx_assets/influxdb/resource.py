@@ -15,7 +15,7 @@ from .http import HttpSession, public_url
 from .line_protocol import EncodedFrame, encode_frame
 from .retries import RetrySettings
 from .slice import MeasurementSlice
-from .transport import ServerInfo, Transport, WriteStats
+from .transport import KnownSchema, ServerInfo, Transport, WriteStats
 from .v1 import V1Transport
 
 log = logging.getLogger("influx_assets.influxdb")
@@ -71,6 +71,10 @@ class InfluxDBResource(ConfigurableResource):
     max_attempts: int = Field(default=5, description="Attempts per request for transient errors.")
     initial_backoff_seconds: float = Field(default=0.5, description="First retry delay (doubles).")
     max_backoff_seconds: float = Field(default=30.0, description="Upper bound of one retry delay.")
+    max_retry_after_seconds: float = Field(
+        default=300.0,
+        description="Longest Retry-After honoured; a server asking for more fails the request at once.",
+    )
     write_batch_size: int = Field(default=10_000, description="Points per write request.")
     gzip_level: int = Field(default=0, description="gzip level for writes; 0 sends uncompressed.")
     create_database: bool = Field(
@@ -95,6 +99,7 @@ class InfluxDBResource(ConfigurableResource):
             max_attempts=max(1, self.max_attempts),
             initial_delay=self.initial_backoff_seconds,
             max_delay=self.max_backoff_seconds,
+            max_retry_after=self.max_retry_after_seconds,
         )
 
     @property
@@ -181,9 +186,12 @@ class InfluxDBResource(ConfigurableResource):
             empty_tag_values=encoded.empty_tag_values, batches=stats.batches, seconds=stats.seconds,
         )
 
-    def read_window(self, where: MeasurementSlice) -> pd.DataFrame:
-        """Read the points of ``where`` as a typed DataFrame (``time`` UTC, tags ``str``, fields typed)."""
-        return self.get_transport().read(where)
+    def read_window(self, where: MeasurementSlice, schema: KnownSchema | None = None) -> pd.DataFrame:
+        """Read the points of ``where`` as a typed DataFrame (``time`` UTC, tags ``str``, fields typed).
+
+        ``schema`` (tag keys and field types known in advance) spares the server's schema queries.
+        """
+        return self.get_transport().read(where, schema)
 
     def delete_window(self, where: MeasurementSlice) -> bool:
         """Delete the points of ``where``; returns whether points were deleted.

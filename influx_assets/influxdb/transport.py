@@ -35,6 +35,23 @@ class WriteStats:
     seconds: float
 
 
+@dataclass(frozen=True)
+class KnownSchema:
+    """Tag keys and field types a reader already knows, so the transport need not ask the server.
+
+    For measurements this package owns (the window ledger): on the v1 API it saves the two schema
+    queries (``SHOW FIELD KEYS``, ``SHOW TAG KEYS``) that precede every other read.
+    """
+
+    tags: tuple[str, ...]
+    fields: tuple[tuple[str, str], ...]
+
+    @property
+    def field_types(self) -> dict[str, str]:
+        """``{field: "float" | "integer" | "string" | "boolean"}``."""
+        return dict(self.fields)
+
+
 class Transport(Protocol):
     """One server API (v1: InfluxQL + /write; v2: Flux + /api/v2/write)."""
 
@@ -53,8 +70,8 @@ class Transport(Protocol):
         """Write encoded points."""
         ...
 
-    def read(self, where: MeasurementSlice) -> pd.DataFrame:
-        """Read the slice as a typed frame (see :mod:`.schema`)."""
+    def read(self, where: MeasurementSlice, schema: KnownSchema | None = None) -> pd.DataFrame:
+        """Read the slice as a typed frame (see :mod:`.schema`); ``schema`` skips asking the server."""
         ...
 
     def delete(self, where: MeasurementSlice) -> bool:

@@ -24,7 +24,7 @@ from .http import HttpSession
 from .line_protocol import EncodedFrame
 from .schema import TIME_COLUMN, empty_frame, finish_frame, merge_field_types, read_dtypes
 from .slice import MeasurementSlice
-from .transport import ServerInfo, WriteStats
+from .transport import KnownSchema, ServerInfo, WriteStats
 
 
 @dataclass
@@ -129,10 +129,17 @@ class V1Transport:
             keys.extend(value[0] for value in series.get("values", []))
         return keys
 
-    def read(self, where: MeasurementSlice) -> pd.DataFrame:
-        """Read the slice into a typed frame: ``time`` (UTC), tags (str), fields (server types)."""
-        field_types = self.field_types(where.database, where.measurement)
-        tag_keys = self.tag_keys(where.database, where.measurement) if field_types else []
+    def read(self, where: MeasurementSlice, schema: KnownSchema | None = None) -> pd.DataFrame:
+        """Read the slice into a typed frame: ``time`` (UTC), tags (str), fields (server types).
+
+        With ``schema`` the types are taken from it and only the ``SELECT`` is sent (a missing database
+        then reads as empty instead of failing).
+        """
+        if schema is not None:
+            field_types, tag_keys = schema.field_types, list(schema.tags)
+        else:
+            field_types = self.field_types(where.database, where.measurement)
+            tag_keys = self.tag_keys(where.database, where.measurement) if field_types else []
         if where.columns is not None:
             field_types = {k: v for k, v in field_types.items() if k in where.columns}
         if not field_types:

@@ -38,7 +38,7 @@ from .line_protocol import EncodedFrame
 from .retries import RetrySettings, call_with_retries
 from .schema import empty_frame, merge_field_types
 from .slice import MeasurementSlice
-from .transport import ServerInfo, WriteStats
+from .transport import KnownSchema, ServerInfo, WriteStats
 
 T = TypeVar("T")
 
@@ -158,15 +158,21 @@ class V2Transport:
 
         return self._call("Flux query", fetch)
 
-    def read(self, where: MeasurementSlice) -> pd.DataFrame:
-        """Read the slice: ``time`` (UTC) first, then tags (str), then fields typed by ``#datatype``."""
+    def read(self, where: MeasurementSlice, schema: KnownSchema | None = None) -> pd.DataFrame:
+        """Read the slice: ``time`` (UTC) first, then tags (str), then fields typed by ``#datatype``.
+
+        ``schema`` only spares the schema query that gives an empty result its columns.
+        """
+        def known_or_asked() -> tuple[list[str], dict[str, str]]:
+            return (list(schema.tags), schema.field_types) if schema is not None else self._schema(where)
+
         if where.columns is not None and not where.columns:
-            return empty_frame(self._schema(where)[0], {})
+            return empty_frame(known_or_asked()[0], {})
         tables = parse_annotated_csv(self.query_csv(flux.select_window(where)), self.where)
         frame = pivoted_frame(tables)
         if frame is not None:
             return frame
-        tag_keys, field_types = self._schema(where)
+        tag_keys, field_types = known_or_asked()
         if where.columns is not None:
             field_types = {k: v for k, v in field_types.items() if k in where.columns}
         return empty_frame(tag_keys, field_types)
