@@ -9,10 +9,11 @@ from __future__ import annotations
 import base64
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
+from typing import TypeVar
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import urllib3
@@ -30,6 +31,10 @@ from .errors import (
     redact,
 )
 from .retries import RetrySettings, call_with_retries
+
+T = TypeVar("T")
+#: Bytes per block handed to a streaming consumer.
+STREAM_BLOCK = 1 << 20
 
 _DROPPED = re.compile(r"dropped=(\d+)")
 _ECHOED_LINE = re.compile(r"unable to parse '(.{120}).*?': ", re.S)  # keeps 120 characters of a line
@@ -178,6 +183,37 @@ class HttpSession:
             return attempt()
         return call_with_retries(attempt, self.retry, f"{description} at {self.where}", on_retry=self.on_retry)
 
+    def stream(
+        self,
+        method: str,
+        path: str,
+        consume: Callable[[Iterator[bytes]], T],
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        description: str = "request",
+    ) -> T:
+        """Send one request and hand its body to ``consume`` block by block, as it arrives.
+
+        The consumer works while the server is still producing the rest (a parse overlaps the
+        transfer). A connection that breaks mid-body is a transient error: the whole request and
+        ``consume`` are retried from the start, so ``consume`` must not have side effects.
+        """
+
+        def attempt() -> T:
+            response = self._attempt(method, path, params, None, headers, preload=False)
+            try:
+                return consume(response.stream(STREAM_BLOCK))
+            except (urllib3.exceptions.HTTPError, ConnectionError) as error:
+                response.close()  # not reusable: half read
+                detail = redact(type(error).__name__ + ": " + str(error), self.secrets)
+                raise ServerUnreachableError(
+                    f"the connection to InfluxDB at {self.where} broke while reading the response ({detail[:300]})"
+                ) from None
+            finally:
+                response.release_conn()
+
+        return call_with_retries(attempt, self.retry, f"{description} at {self.where}", on_retry=self.on_retry)
+
     def _attempt(
         self,
         method: str,
@@ -185,13 +221,15 @@ class HttpSession:
         params: Mapping[str, str] | None,
         body: bytes | None,
         headers: Mapping[str, str] | None,
+        preload: bool = True,
     ) -> urllib3.BaseHTTPResponse:
         target = self.url.rstrip("/") + path
         all_headers = {**self.auth_headers(), **(headers or {})}
         query = urlencode(dict(params or {}))
         try:
             response = self._pool.request(
-                method, f"{target}?{query}" if query else target, body=body, headers=all_headers
+                method, f"{target}?{query}" if query else target, body=body, headers=all_headers,
+                preload_content=preload,
             )
         except urllib3.exceptions.HTTPError as error:
             detail = redact(type(error).__name__ + ": " + str(error), self.secrets)
@@ -208,5 +246,6 @@ class HttpSession:
             ) from None
         if response.status >= 300:
             text = redact(_server_message(response.data.decode("utf-8", errors="replace")), self.secrets)
+            response.release_conn()
             raise classify_response(response.status, text.strip(), self.where, _retry_after(response))
         return response

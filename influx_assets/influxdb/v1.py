@@ -9,7 +9,6 @@ runs first and fails loudly on a missing database).
 from __future__ import annotations
 
 import gzip
-import io
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -21,10 +20,13 @@ import pandas as pd
 from . import influxql
 from .errors import BadRequestError, DatabaseNotFoundError, redact
 from .http import HttpSession
+from .influxql_csv import parse_influxql_csv_stream
 from .line_protocol import EncodedFrame
-from .schema import TIME_COLUMN, empty_frame, finish_frame, merge_field_types, read_dtypes
+from .schema import empty_frame, merge_field_types
 from .slice import MeasurementSlice
 from .transport import KnownSchema, ServerInfo, WriteStats
+
+_CSV = {"Accept": "application/csv"}
 
 
 @dataclass
@@ -144,21 +146,24 @@ class V1Transport:
             field_types = {k: v for k, v in field_types.items() if k in where.columns}
         if not field_types:
             return empty_frame(tag_keys, {})
-        body = self.fetch_csv(where, tag_keys)
-        if not body or body.isspace():  # like `not body.strip()`, without copying the body
-            return empty_frame(tag_keys, field_types)
-        return parse_influxql_csv(body, tag_keys, field_types)
+        frame = self.http.stream(
+            "POST", "/query", lambda blocks: parse_influxql_csv_stream(blocks, tag_keys, field_types),
+            params=self._select_params(where, tag_keys), headers=_CSV, description="read",
+        )
+        return empty_frame(tag_keys, field_types) if frame is None else frame
 
     def fetch_csv(self, where: MeasurementSlice, tag_keys: list[str]) -> bytes:
-        """The raw CSV bytes of the slice's ``SELECT`` (also the benchmark's baseline fetch)."""
-        params = {
+        """The raw CSV bytes of the slice's ``SELECT`` (the benchmark's baseline fetch)."""
+        response = self.http.request(
+            "POST", "/query", params=self._select_params(where, tag_keys), headers=_CSV, description="read"
+        )
+        return bytes(response.data)
+
+    def _select_params(self, where: MeasurementSlice, tag_keys: list[str]) -> dict[str, str]:
+        return {
             "db": where.database, "epoch": "ns", "chunked": "true", "chunk_size": str(self.chunk_size),
             "q": influxql.select_window(where, tag_keys),
         }
-        response = self.http.request(
-            "POST", "/query", params=params, headers={"Accept": "application/csv"}, description="read"
-        )
-        return bytes(response.data)
 
     def delete(self, where: MeasurementSlice) -> bool:
         """``DELETE FROM m WHERE time >= start AND time < end [AND tag = 'v' ...]`` if the window holds points.
@@ -193,28 +198,3 @@ def _post_while_rendering(payloads: Iterator[bytes], post: Callable[[bytes], int
         if in_flight is not None:
             sizes.append(in_flight.result())
     return sizes
-
-
-def parse_influxql_csv(body: bytes, tag_keys: list[str], field_types: dict[str, str]) -> pd.DataFrame:
-    """Parse an InfluxQL CSV response (``name,tags,time,...``) with schema-given dtypes.
-
-    A chunked response repeats the header line at chunk boundaries on some versions; repeats are
-    removed before parsing. Missing values and empty strings both read as null.
-    """
-    header_end = body.find(b"\n")
-    header = body[: header_end + 1]
-    if body.count(header) > 1:
-        body = header + body[header_end + 1 :].replace(header, b"")
-    dtypes = read_dtypes(tag_keys, field_types) | {"time": "int64", "name": "str", "tags": "str"}
-    # The measurement-name and (empty) tags columns are never used: not materializing a string per
-    # row for them is a quarter of the parse time. Kept when a tag or field shares their name.
-    clash = {"name", "tags"} & {*tag_keys, *field_types}
-    frame = pd.read_csv(
-        io.BytesIO(body), dtype=dtypes, keep_default_na=False, na_values=[""], engine="c",
-        usecols=None if clash else _is_data_column,
-    )
-    return finish_frame(frame, TIME_COLUMN, tag_keys, field_types)
-
-
-def _is_data_column(column: str) -> bool:
-    return column not in ("name", "tags")
