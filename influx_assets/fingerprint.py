@@ -4,30 +4,33 @@ Used to prove that what a stage wrote is what reads back, that an archive file h
 window, and to notice that a raw window changed after it was processed.
 
 Canonical form (so that a frame and its InfluxDB read-back compare equal):
-    * columns are taken in name order; a column that is null in every row is left out (InfluxDB does
-      not store a field or tag that no point of the window has);
+    * a column that is null in every row is left out (InfluxDB does not store a field or tag that no
+      point of the window has); column order does not matter, column names do;
     * ``""`` and null are the same value (InfluxDB has no empty tag; an empty string field reads back
       as null);
     * each value is hashed to 64 bits by kind, never through text: times as integer ns since the
       epoch (UTC) and integers as int64 (so ``int32`` and ``Int64`` columns agree), floats by their
       float64 bits (``40.0`` stays a float, distinct from the integer ``40``), booleans, and anything
       else as its ``str`` (pandas' fixed-key SipHash); the kind salts the hash;
-    * a row's hash combines its column hashes in name order; rows form a multiset: the row hashes are
-      sorted, and sha256 runs over the column header, the row count and the sorted hashes.
+    * a row's hash is the sum (mod 2**64) of its non-null cells' hashes, each mixed with its column
+      name, so a null cell and a missing column are the same and a row's hash does not depend on the
+      other rows; rows form a multiset: the row hashes are sorted, and sha256 runs over the names of
+      the non-empty columns, the row count and the sorted row hashes.
 
 Everything is vectorized (no Python object per value for numeric columns), because every stage
-fingerprints its output and every read-back check its window.
+fingerprints its output and every read-back check its window. :func:`window_fingerprints` gives the
+fingerprint of each time window of a frame from one pass over it (what a range run records per
+partition), equal to fingerprinting each window's rows on their own.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
-#: Hash of a null (or empty-string) value, whatever the column's kind.
-_NULL_HASH = np.uint64(0x9E3779B97F4A7C15)
 #: XORed into a value's hash so that equal bits of different kinds (int 1, float bits 1) differ.
 _KIND_SALT = {
     "integer": np.uint64(0x243F6A8885A308D3),
@@ -35,7 +38,19 @@ _KIND_SALT = {
     "bool": np.uint64(0xA4093822299F31D0),
     "text": np.uint64(0x082EFA98EC4E6C89),
 }
-_ROW_MULTIPLIER = np.uint64(0x100000001B3)  # FNV-1a 64-bit prime: mixes each column into the row hash
+_MIX_1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX_2 = np.uint64(0x94D049BB133111EB)
+
+
+def _mix(values: np.ndarray) -> np.ndarray:
+    """splitmix64's finalizer: spreads every input bit over the output (vectorized, wraps mod 2**64)."""
+    z = (values ^ (values >> np.uint64(30))) * _MIX_1
+    z = (z ^ (z >> np.uint64(27))) * _MIX_2
+    return z ^ (z >> np.uint64(31))
+
+
+def _name_salt(name: str) -> np.uint64:
+    return np.uint64(int.from_bytes(hashlib.blake2b(name.encode("utf-8"), digest_size=8).digest(), "little"))
 
 
 def _kind_and_values(values: pd.Series) -> tuple[str, np.ndarray]:
@@ -52,21 +67,42 @@ def _kind_and_values(values: pd.Series) -> tuple[str, np.ndarray]:
     return "text", values.astype(str).to_numpy(dtype=object)
 
 
-def _column_hashes(column: pd.Series) -> np.ndarray | None:
-    """64-bit hash per row of one column, or None when every value is null (or ``""``)."""
-    present = column.notna().to_numpy()
+def _cell_hashes(column: pd.Series, name: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """Each non-null cell's hash (0 elsewhere) and the non-null mask; None when no cell is non-null."""
+    present = column.notna().to_numpy().copy()  # written below; pandas may hand out a read-only view
     if not present.any():
         return None
     kind, values = _kind_and_values(column[present])
     hashes = pd.util.hash_array(values, categorize=kind == "text") ^ _KIND_SALT[kind]
     if kind == "text":
-        empty = values == ""
-        if empty.all():
+        filled = values != ""
+        present[present] = filled
+        hashes = hashes[filled]
+        if not present.any():
             return None
-        hashes[empty] = _NULL_HASH
-    out = np.full(len(column), _NULL_HASH, dtype="uint64")
-    out[present] = hashes
-    return out
+    out = np.zeros(len(column), dtype="uint64")
+    out[present] = _mix(hashes ^ _name_salt(name))
+    return out, present
+
+
+def _row_hashes(frame: pd.DataFrame) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Per-row hashes, and the non-null mask of every column that has a non-null cell (by name)."""
+    rows = np.zeros(len(frame), dtype="uint64")
+    masks: dict[str, np.ndarray] = {}
+    for position, column in enumerate(frame.columns):
+        cells = _cell_hashes(frame.iloc[:, position], str(column))
+        if cells is not None:
+            rows += cells[0]
+            masks[str(column)] = cells[1]
+    return rows, masks
+
+
+def _digest(columns: Sequence[str], row_hashes: np.ndarray) -> str:
+    digest = hashlib.sha256()
+    digest.update(("\x1f".join(sorted(columns)) + f"\n{len(row_hashes)}\n").encode("utf-8"))
+    if len(columns) and len(row_hashes):
+        digest.update(np.sort(row_hashes).tobytes())
+    return "sha256:" + digest.hexdigest()
 
 
 def frame_fingerprint(frame: pd.DataFrame) -> str:
@@ -81,17 +117,32 @@ def frame_fingerprint(frame: pd.DataFrame) -> str:
         >>> frame_fingerprint(a) == frame_fingerprint(a.iloc[::-1][["y", "x"]])
         True
     """
-    names = {str(c): c for c in frame.columns}
-    present: dict[str, np.ndarray] = {}
-    for name in sorted(names):
-        hashes = _column_hashes(frame[names[name]])
-        if hashes is not None:
-            present[name] = hashes
-    digest = hashlib.sha256()
-    digest.update(("\x1f".join(present) + f"\n{len(frame)}\n").encode("utf-8"))
-    if present and len(frame):
-        rows = np.zeros(len(frame), dtype="uint64")
-        for hashes in present.values():
-            rows = (rows ^ hashes) * _ROW_MULTIPLIER
-        digest.update(np.sort(rows).tobytes())
-    return "sha256:" + digest.hexdigest()
+    rows, masks = _row_hashes(frame)
+    return _digest(list(masks), rows)
+
+
+def window_fingerprints(
+    frame: pd.DataFrame, times_ns: np.ndarray, bounds_ns: Sequence[int]
+) -> list[tuple[str, int]]:
+    """``(fingerprint, rows)`` of each window ``[bounds[i], bounds[i + 1])``, from one pass over ``frame``.
+
+    ``times_ns`` gives each row's time; rows outside ``[bounds[0], bounds[-1])`` belong to no window.
+    Each fingerprint equals :func:`frame_fingerprint` of that window's rows on their own.
+    """
+    rows, masks = _row_hashes(frame)
+    edges = np.asarray(bounds_ns, dtype="int64")
+    windows = len(edges) - 1
+    owner = np.searchsorted(edges, np.asarray(times_ns, dtype="int64"), side="right") - 1
+    inside = (owner >= 0) & (owner < windows)
+    owner, rows = owner[inside], rows[inside]
+    order = np.argsort(owner, kind="stable")
+    counts = np.bincount(owner, minlength=windows)
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    filled = {
+        name: np.bincount(owner, weights=mask[inside], minlength=windows) > 0 for name, mask in masks.items()
+    }
+    grouped = rows[order]
+    return [
+        (_digest([n for n, has in filled.items() if has[i]], grouped[offsets[i]: offsets[i + 1]]), int(counts[i]))
+        for i in range(windows)
+    ]

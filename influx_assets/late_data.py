@@ -16,7 +16,6 @@ state and test. Each tick, for the last :data:`LOOKBACK_WINDOWS` closed hourly w
 Windows that did not change are never re-run; windows not yet processed are the schedules' job.
 """
 
-import json
 
 import pandas as pd
 from dagster import (
@@ -66,15 +65,9 @@ def latest_materializations(instance: DagsterInstance, key: AssetKey, partitions
     return newest
 
 
-def processed_fingerprint(record: object, partition: str) -> str | None:
-    """The raw fingerprint ``validated_telemetry`` recorded for one window (range runs: per window)."""
-    metadata = record.asset_materialization.metadata  # type: ignore[attr-defined]
-    by_window = metadata.get("raw_fingerprints")
-    if by_window is not None:
-        value = by_window.value if hasattr(by_window, "value") else by_window
-        mapping = json.loads(value) if isinstance(value, str) else value
-        return mapping.get(partition)
-    single = metadata.get("raw_fingerprint")
+def processed_fingerprint(record: object) -> str | None:
+    """The raw fingerprint ``validated_telemetry`` recorded for its window (range runs: per partition)."""
+    single = record.asset_materialization.metadata.get("raw_fingerprint")  # type: ignore[attr-defined]
     return None if single is None else str(single.value)
 
 
@@ -91,7 +84,7 @@ def late_window_requests(
     requests = []
     for partition, record in latest_materializations(instance, VALIDATED, windows).items():
         observed = observe_window(influxdb, partition)
-        if window_changed(observed.fingerprint, processed_fingerprint(record, partition)):
+        if window_changed(observed.fingerprint, processed_fingerprint(record)):
             requests.append(
                 RunRequest(
                     job_name=hourly_pipeline_job.name,

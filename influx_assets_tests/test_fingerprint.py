@@ -3,7 +3,7 @@
 import numpy as np
 import pandas as pd
 
-from influx_assets.fingerprint import frame_fingerprint
+from influx_assets.fingerprint import frame_fingerprint, window_fingerprints
 
 
 def window() -> pd.DataFrame:
@@ -56,3 +56,24 @@ def test_two_columns_swapping_values_change_the_fingerprint():
     frame = pd.DataFrame({"a": [1.0, 2.0], "b": [3.0, 4.0]})
     assert frame_fingerprint(frame) != frame_fingerprint(frame.rename(columns={"a": "b", "b": "a"}))
     assert frame_fingerprint(frame) != frame_fingerprint(pd.DataFrame({"a": [1.0, 4.0], "b": [3.0, 2.0]}))
+
+
+def test_window_fingerprints_equal_fingerprinting_each_window_alone():
+    rng = np.random.default_rng(5)
+    n = 500
+    times = pd.to_datetime(rng.integers(0, 4 * 3600, n) * 10**9 + 1_700_000_000 * 10**9, utc=True)
+    frame = pd.DataFrame({
+        "time": times,
+        "sensor_id": pd.Series(rng.choice(["a", "b", ""], n), dtype="str"),
+        "value": np.where(rng.random(n) < 0.2, np.nan, rng.normal(size=n)),
+        # only ever set in the first hour: absent from the other windows' fingerprints
+        "battery": np.where(times < pd.Timestamp(1_700_003_600, unit="s", tz="UTC"), 3.3, np.nan),
+    })
+    start = 1_700_000_000 * 10**9
+    bounds = [start + h * 3600 * 10**9 for h in range(5)]
+    by_window = window_fingerprints(frame, times.as_unit("ns").asi8, bounds)
+    for (fingerprint, rows), lo, hi in zip(by_window, bounds, bounds[1:], strict=False):
+        alone = frame[(times.as_unit("ns").asi8 >= lo) & (times.as_unit("ns").asi8 < hi)]
+        assert (fingerprint, rows) == (frame_fingerprint(alone), len(alone))
+    assert sum(rows for _, rows in by_window) == n
+    assert len({f for f, _ in by_window}) == 4

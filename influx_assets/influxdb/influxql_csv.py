@@ -75,10 +75,12 @@ class _ReadableBlocks(io.RawIOBase):
         self._blocks = blocks
         self._current = memoryview(b"")
 
-    def readable(self) -> bool:  # noqa: D102 - io protocol
+    def readable(self) -> bool:
+        """Always True: this file is only ever read."""
         return True
 
-    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]  # noqa: D102
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        """Copy the next bytes into ``buffer``; 0 at the end."""
         while not len(self._current):
             block = next(self._blocks, None)
             if block is None:

@@ -55,10 +55,6 @@ TAGS_KEY = "influxdb/tags"
 TIME_COLUMN_KEY = "influxdb/time_column"
 COLUMNS_KEY = "influxdb/columns"
 
-#: Range runs report per-partition counts up to this many partitions. Dagster copies a range run's
-#: metadata to every partition, so the cost grows with the square of the range (168 windows: 28k
-#: entries, seconds of event-log writes); longer ranges report ``range_row_count`` only.
-MAX_PARTITION_COUNTS = 48
 
 
 def _metadata(context: OutputContext) -> dict:
@@ -88,6 +84,21 @@ def _rows_per_window(starts: list[int], times: np.ndarray) -> dict[int, int]:
     owner = np.searchsorted(np.asarray(starts, dtype="int64"), times, side="right") - 1
     counts = np.bincount(owner, minlength=len(starts)) if len(owner) else np.zeros(len(starts), int)
     return {start: int(n) for start, n in zip(starts, counts, strict=True)}
+
+
+def _per_partition_row_counts(context: OutputContext, counts: dict[str, int]) -> None:
+    """Set ``dagster/row_count`` of each partition of a range run to that partition's points.
+
+    Per-partition metadata overrides the run-wide value on each partition's event (one small entry
+    each, not a dict of every partition copied to every event). Needs the step's context, which
+    ``build_output_context`` does not provide: there the run-wide total stays.
+    """
+    try:
+        step = context.step_context
+    except DagsterInvariantViolationError:
+        return
+    for key, rows in counts.items():
+        step.add_asset_metadata({"dagster/row_count": MetadataValue.int(rows)}, asset_key=context.asset_key, partition_key=key)
 
 
 def _column_schema(frame: pd.DataFrame, tags: Sequence[str], time_column: str) -> TableSchema:
@@ -225,13 +236,11 @@ class InfluxDBIOManager(ConfigurableIOManager):
             metadata["window_end"] = MetadataValue.timestamp(window[1] / 1e9)
             keys = list(context.asset_partition_keys)
             if len(keys) > 1:
-                # Dagster copies a range run's metadata to every partition: say plainly it is a total.
+                # Dagster copies a range run's metadata to every partition: say plainly it is a total,
+                # and give each partition its own true count.
                 metadata["range_row_count"] = MetadataValue.int(result.points_written)
-            if 1 < len(keys) <= MAX_PARTITION_COUNTS:
                 counts = _rows_per_window(starts, times[encoded.written])
-                metadata["partition_row_counts"] = MetadataValue.json(
-                    {key: counts[start] for key, start in zip(keys, starts, strict=True)}
-                )
+                _per_partition_row_counts(context, {key: counts[start] for key, start in zip(keys, starts, strict=True)})
         context.add_output_metadata(metadata)
 
     def _window_starts(self, context: OutputContext) -> list[int]:

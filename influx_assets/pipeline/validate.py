@@ -41,7 +41,8 @@ from dagster import (
 )
 from pydantic import Field
 
-from ..fingerprint import frame_fingerprint
+from ..fingerprint import frame_fingerprint, window_fingerprints
+from ..influxdb.slice import to_epoch_ns
 from ..partitions import hourly_windows
 from .contract import (
     KINDS,
@@ -182,17 +183,23 @@ def reason_counts(quarantined: pd.DataFrame) -> dict[str, int]:
     return {code: int(counts.get(code, 0)) for code in REASON_CODES}
 
 
-def raw_fingerprints_by_window(context: AssetExecutionContext, raw: pd.DataFrame) -> dict[str, str]:
-    """The raw fingerprint of each hourly window of the run (what a late-data sensor compares)."""
-    hours = raw["time"].dt.tz_convert("UTC").dt.floor("1h")
-    by_hour = {pd.Timestamp(hour): rows for hour, rows in raw.groupby(hours, sort=False)}
-    empty = frame_fingerprint(raw.iloc[0:0])
-    fingerprints = {}
-    for key in context.partition_keys:
-        start = pd.Timestamp(hourly_windows.time_window_for_partition_key(key).start).tz_convert("UTC")
-        rows = by_hour.get(start)
-        fingerprints[key] = empty if rows is None else frame_fingerprint(rows)
-    return fingerprints
+def record_raw_windows(context: AssetExecutionContext, raw: pd.DataFrame) -> None:
+    """Give each partition of a range run its own ``raw_points`` and ``raw_fingerprint``.
+
+    What the late-data sensor compares with a fresh observation of the window. One pass over the
+    frame (:func:`window_fingerprints`), attached per partition with ``add_asset_metadata`` — not as
+    a dict of every window, which Dagster would copy to each partition's event (quadratic in the
+    range's length).
+    """
+    keys = list(context.partition_keys)
+    windows = [hourly_windows.time_window_for_partition_key(key) for key in keys]
+    bounds = [to_epoch_ns(w.start) for w in windows] + [to_epoch_ns(windows[-1].end)]
+    times = raw["time"].dt.tz_convert("UTC").dt.as_unit("ns").astype("int64").to_numpy()
+    for key, (fingerprint, points) in zip(keys, window_fingerprints(raw, times, bounds), strict=True):
+        context.add_asset_metadata(
+            {"raw_points": MetadataValue.int(points), "raw_fingerprint": MetadataValue.text(fingerprint)},
+            asset_key="validated_telemetry", partition_key=key,
+        )
 
 
 class ValidationConfig(Config):
@@ -240,24 +247,22 @@ def validate_telemetry(context: AssetExecutionContext, config: ValidationConfig,
     by_reason = {
         f"quarantined_{code}": MetadataValue.int(n) for code, n in reason_counts(quarantined).items()
     }
+    # A range run's totals go under range_* names; each partition gets its own raw_points and
+    # raw_fingerprint (on validated_telemetry, which the late-data sensor reads).
+    prefix = "range_" if context.has_partition_key_range else ""
     raw_facts = {
-        "raw_points": MetadataValue.int(len(raw)),
-        "raw_fingerprint": MetadataValue.text(frame_fingerprint(raw)),
+        f"{prefix}raw_points": MetadataValue.int(len(raw)),
+        f"{prefix}raw_fingerprint": MetadataValue.text(frame_fingerprint(raw)),
         "quarantined_total": MetadataValue.int(len(quarantined)),
     }
-    # A range run says what each window held, for the late-data sensor, which reads it from
-    # validated_telemetry only (Dagster copies it to every partition: keep it off the second output).
-    per_window = (
-        {"raw_fingerprints": MetadataValue.json(raw_fingerprints_by_window(context, raw))}
-        if context.has_partition_key_range
-        else {}
-    )
+    if context.has_partition_key_range:
+        record_raw_windows(context, raw)
     yield Output(
         validated,
         output_name="validated_telemetry",
         metadata=stage_metadata(
             context, validated, len(raw), started, AssetKey("validated_telemetry"),
-            **raw_facts, **per_window, **by_reason,
+            **raw_facts, **by_reason,
         ),
     )
     yield Output(
