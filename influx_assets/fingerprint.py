@@ -8,10 +8,11 @@ Canonical form (so that a frame and its InfluxDB read-back compare equal):
       point of the window has); column order does not matter, column names do;
     * ``""`` and null are the same value (InfluxDB has no empty tag; an empty string field reads back
       as null);
-    * each value is hashed to 64 bits by kind, never through text: times as integer ns since the
-      epoch (UTC) and integers as int64 (so ``int32`` and ``Int64`` columns agree), floats by their
-      float64 bits (``40.0`` stays a float, distinct from the integer ``40``), booleans, and anything
-      else as its ``str`` (pandas' fixed-key SipHash); the kind salts the hash;
+    * each value is hashed to 64 bits by kind: times as integer ns since the epoch (UTC), floats by
+      their float64 bits (``40.0`` stays a float, distinct from the integer ``40``), booleans, and
+      integers (any width, so ``int32`` and ``Int64`` agree) and everything else as text (pandas'
+      fixed-key SipHash) — so an integer tag column equals its read-back strings; object columns are
+      typed by their values; the kind salts the hash;
     * a row's hash is the sum (mod 2**64) of its non-null cells' hashes, each mixed with its column
       name, so a null cell and a missing column are the same and a row's hash does not depend on the
       other rows; rows form a multiset: the row hashes are sorted, and sha256 runs over the names of
@@ -54,14 +55,28 @@ def _name_salt(name: str) -> np.uint64:
 
 
 def _kind_and_values(values: pd.Series) -> tuple[str, np.ndarray]:
-    """The non-null values of a column as a numpy array of their canonical kind."""
+    """The non-null values of a column as a numpy array of their canonical kind.
+
+    Integers are hashed as their decimal text, as the old text form did: a numeric tag column is
+    stored as text and reads back as strings, and must still compare equal. Object columns are
+    typed by their values (what the line-protocol encoder does with them).
+    """
     dtype = values.dtype
     if isinstance(dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(dtype):
         return "integer", pd.to_datetime(values, utc=True).dt.as_unit("ns").astype("int64").to_numpy()
+    if dtype == object:
+        inferred = pd.api.types.infer_dtype(values, skipna=True)
+        if inferred == "integer":
+            return "text", values.astype("int64").to_numpy().astype(str).astype(object)
+        if inferred in ("floating", "mixed-integer-float"):
+            return "float", values.astype("float64").to_numpy()
+        if inferred == "boolean":
+            return "bool", values.astype(bool).to_numpy()
+        return "text", values.astype(str).to_numpy(dtype=object)
     if pd.api.types.is_bool_dtype(dtype):
         return "bool", values.astype(bool).to_numpy()
     if pd.api.types.is_integer_dtype(dtype):
-        return "integer", values.astype("int64").to_numpy()
+        return "text", values.astype("int64").to_numpy().astype(str).astype(object)
     if pd.api.types.is_float_dtype(dtype):
         return "float", values.astype("float64").to_numpy()
     return "text", values.astype(str).to_numpy(dtype=object)

@@ -2,8 +2,10 @@
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from influx_assets.fingerprint import frame_fingerprint, window_fingerprints
+from influx_assets.influxdb import InfluxDBResource
 
 
 def window() -> pd.DataFrame:
@@ -77,3 +79,20 @@ def test_window_fingerprints_equal_fingerprinting_each_window_alone():
         assert (fingerprint, rows) == (frame_fingerprint(alone), len(alone))
     assert sum(rows for _, rows in by_window) == n
     assert len({f for f, _ in by_window}) == 4
+
+
+@pytest.mark.parametrize(
+    ("name", "frame", "tags"),
+    [
+        ("integer tag, stored as text", pd.DataFrame({"sensor": [7, 8, 9], "v": [1.0, 2.0, 3.0]}), ["sensor"]),
+        ("object column of integers", pd.DataFrame({"n": pd.Series([1, None, 3], dtype=object), "v": 1.0}), []),
+        ("object column of floats", pd.DataFrame({"x": pd.Series([1.5, 2.5, None], dtype=object), "v": 1.0}), []),
+    ],
+)
+def test_what_influxdb_reads_back_has_the_fingerprint_of_what_was_written(
+    name: str, frame: pd.DataFrame, tags: list[str], influxdb: InfluxDBResource
+) -> None:
+    frame = frame.assign(time=pd.date_range("2024-05-01", periods=3, freq="1s", tz="UTC"))
+    influxdb.write_frame(frame, "round_trip", tags)
+    back = influxdb.read_window(influxdb.slice("round_trip"))
+    assert frame_fingerprint(back) == frame_fingerprint(frame), name

@@ -156,3 +156,49 @@ def test_a_range_run_records_each_partition_with_its_rows_and_run(influxdb: Infl
     entries = ledger_rows(oracle, "gauges")
     assert [pd.Timestamp(e["time"], unit="ns", tz="UTC") for e in entries] == [H0 + pd.Timedelta(hours=h) for h in range(3)]
     assert {(e["state"], e["rows"], e["run_id"]) for e in entries} == {(COMMITTED, 120, result.run_id)}
+
+
+def test_under_a_finite_retention_policy_an_unpartitioned_asset_is_stored_untracked(
+    influxdb: InfluxDBResource, oracle: InfluxQLOracle
+) -> None:
+    oracle.query(f'ALTER RETENTION POLICY "autogen" ON "{influxdb.database}" DURATION 1h SHARD DURATION 1h')
+    now = pd.Timestamp.now(tz="UTC").floor("s")
+
+    @asset(io_manager_key="influxdb_io_manager", metadata={"influxdb/tags": ["site"]})
+    def site_table() -> pd.DataFrame:
+        return pd.DataFrame({"time": [now, now], "site": ["a", "b"], "v": [1.0, 2.0]})
+
+    @asset(io_manager_key="influxdb_io_manager")
+    def site_count(site_table: pd.DataFrame) -> pd.DataFrame:
+        SEEN["sites"] = site_table
+        return pd.DataFrame({"time": [now], "n": [len(site_table)]})
+
+    resources = {"influxdb": influxdb, "influxdb_io_manager": InfluxDBIOManager(influxdb=influxdb)}
+    with DagsterInstance.ephemeral() as instance:
+        assert materialize([site_table, site_count], resources=resources, instance=instance).success
+    assert sorted(SEEN["sites"]["site"]) == ["a", "b"]
+    assert oracle.count("site_table") == 2
+    assert ledger_rows(oracle, "site_table") == []  # 1970 is beyond a 1-hour retention: untracked
+
+
+def test_a_window_left_unfinished_by_a_run_that_ended_fails_at_once_instead_of_waiting(
+    influxdb: InfluxDBResource, oracle: InfluxQLOracle
+) -> None:
+    def resources(resource: InfluxDBResource) -> dict[str, object]:
+        # a reader that would otherwise wait ten minutes for the writer
+        return {"influxdb": resource, "influxdb_io_manager": InfluxDBIOManager(influxdb=resource, writer_wait_seconds=600)}
+
+    with DagsterInstance.ephemeral() as instance:
+        assert materialize([gauges], resources=resources(influxdb), instance=instance, partition_key=KEY).success
+        with FaultProxy(influxdb.url) as proxy:
+            proxy.inject(Fault.pass_through(), Fault.respond(400, body=b'{"error":"injected"}'), where="/write")
+            failed = materialize([gauges], resources=resources(through(proxy, influxdb)), instance=instance,
+                                 partition_key=KEY, raise_on_error=False)
+        assert not failed.success and instance.get_run_by_id(failed.run_id).is_finished
+
+        blocked = materialize([gauges, gauge_count], selection=[gauge_count], resources=resources(influxdb),
+                              instance=instance, partition_key=KEY, raise_on_error=False)
+    (failure,) = [e for e in blocked.all_events if e.event_type_value == "STEP_FAILURE"]
+    cause = failure.step_failure_data.error.cause
+    assert cause.cls_name == "WindowNotCommittedError"
+    assert f"run {failed.run_id}" in cause.message and "ended without finishing" in cause.message

@@ -202,13 +202,19 @@ class HttpSession:
         def attempt() -> T:
             response = self._attempt(method, path, params, None, headers, preload=False)
             try:
-                return consume(response.stream(STREAM_BLOCK))
+                result = consume(response.stream(STREAM_BLOCK))
             except (urllib3.exceptions.HTTPError, ConnectionError) as error:
-                response.close()  # not reusable: half read
+                response.close()  # half read: never hand this connection to the next request
                 detail = redact(type(error).__name__ + ": " + str(error), self.secrets)
                 raise ServerUnreachableError(
                     f"the connection to InfluxDB at {self.where} broke while reading the response ({detail[:300]})"
                 ) from None
+            except BaseException:
+                response.close()
+                raise
+            else:
+                response.drain_conn()  # whatever the consumer left unread, so the connection is clean
+                return result
             finally:
                 response.release_conn()
 

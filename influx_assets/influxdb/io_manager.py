@@ -25,7 +25,7 @@ partition, the previous window too for a lookback mapping), typed by the server'
 
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 import numpy as np
@@ -43,7 +43,7 @@ from dagster import (
 from pydantic import Field
 
 from .errors import InfluxAssetsError, InvalidFrameError
-from .ledger import WHOLE_MEASUREMENT_NS, WindowLedger
+from .ledger import WHOLE_MEASUREMENT_NS, WindowLedger, dagster_run_ended
 from .line_protocol import encode_frame, time_column_to_ns
 from .resource import InfluxDBResource
 from .schema import empty_frame
@@ -75,6 +75,14 @@ def _run_id(context: OutputContext) -> str:
         return str(context.run_id)
     except DagsterInvariantViolationError:  # build_output_context() without a run_id
         return ""
+
+
+def _writer_ended(context: InputContext) -> Callable[[str], bool] | None:
+    """Whether a run has ended, from the run's instance (None without one, e.g. build_input_context)."""
+    try:
+        return dagster_run_ended(context.instance)
+    except DagsterInvariantViolationError:
+        return None
 
 
 def _rows_per_window(starts: list[int], times: np.ndarray) -> dict[int, int]:
@@ -212,7 +220,8 @@ class InfluxDBIOManager(ConfigurableIOManager):
         if taken:
             context.log.warning(
                 f"another writer began replacing {len(taken)} window(s) of {measurement} while this run wrote "
-                "them; it commits them when it finishes"
+                "them (writers of one window should be serialized, e.g. by a pool); the window now holds "
+                "what both wrote — if the two frames differed, materialize the partition again"
             )
         seconds = time.perf_counter() - started
         if result.rows_without_fields:
@@ -270,7 +279,7 @@ class InfluxDBIOManager(ConfigurableIOManager):
             database, measurement, *(window or ()), columns=tuple(columns) if columns else None
         )
         with _naming_window("loading", context, where):
-            frame = self._ledger().read(where)
+            frame = self._ledger().read(where, _writer_ended(context))
         context.log.debug(f"loaded {len(frame)} rows of {measurement} {where.describe_window()}")
         return frame
 

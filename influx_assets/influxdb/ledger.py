@@ -22,27 +22,36 @@ then the data, then the entries again, and accept the data only if no entry was 
 changed meanwhile; otherwise they wait (doubling the pause) and try again, and after ``wait_seconds``
 fail with :class:`WindowNotCommittedError`. So a stage never consumes a window another run is
 replacing, or one whose writer died between its ``DELETE`` and its last batch: that window stays
-``writing`` until it is materialized again. Windows with no entry (raw data written by devices) are
-read as they are. The ledger is also the audit trail: which run wrote each window, when, how many rows.
+``writing`` until it is materialized again. Windows with no entry are read as they are: raw data
+written by devices, and windows whose entry the server dropped as older than the database's retention
+(an unpartitioned asset's entry lives at 1970, so in a database with a finite retention policy those
+assets go untracked). The ledger is also the audit trail: which run wrote each window, when, how many
+rows.
 
 Writers must not overlap on one window for the lock to be exact — the pipeline's per-stage pools
-ensure that; an unpooled writer that finds another writer's id when it is about to commit leaves the
-entry ``writing`` for the later writer to commit, so the window is never marked committed under a
-write still in progress by the writer it knows of.
+ensure that for its own runs. Overlapping writers of one window (unpooled assets, runs of separate
+Dagster instances) still leave one copy of identical frames, since a point is keyed by series and time;
+but if they wrote *different* frames the window can hold the union of both under a ``committed``
+entry. A writer that finds another writer's id when it is about to commit leaves the entry to that
+writer and warns.
 """
 
+import logging
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import pandas as pd
+from dagster import DagsterInstance
 
-from .errors import InfluxAssetsError
+from .errors import BadRequestError, InfluxAssetsError
 from .line_protocol import time_column_to_ns
 from .resource import InfluxDBResource
 from .slice import MeasurementSlice
 from .transport import KnownSchema
+
+log = logging.getLogger("influx_assets.influxdb")
 
 LEDGER_MEASUREMENT = "influx_assets_windows"
 WRITING = "writing"
@@ -125,7 +134,18 @@ class WindowLedger:
             "rows": pd.array([rows_by_start[s] for s in starts], dtype="int64"),
             "written_at": time.time_ns(),
         })
-        self.influxdb.write_frame(frame, LEDGER_MEASUREMENT, ["target"], database=where.database)
+        try:
+            self.influxdb.write_frame(frame, LEDGER_MEASUREMENT, ["target"], database=where.database)
+        except BadRequestError as error:
+            if "retention" not in str(error):
+                raise
+            # An entry older than the database's retention (an unpartitioned asset's entry at 1970, a
+            # window starting before the cutoff) is dropped by the server: that window goes untracked
+            # and reads as it is, like raw data; the write of the data itself goes on.
+            log.warning(
+                "window ledger: the server dropped entries of %s older than its retention; those windows "
+                "are not tracked (%s)", where.measurement, error,
+            )
 
     # --- readers -----------------------------------------------------------------------------------
     def entries(self, where: MeasurementSlice) -> dict[int, LedgerEntry]:
@@ -149,11 +169,16 @@ class WindowLedger:
             )
         return entries
 
-    def read(self, where: MeasurementSlice) -> pd.DataFrame:
+    def read(self, where: MeasurementSlice, writer_ended: Callable[[str], bool] | None = None) -> pd.DataFrame:
         """Read ``where`` once no write of it is in progress and none happened while reading.
 
+        Args:
+            where: the window.
+            writer_ended: tells whether the run with a given id has ended (Dagster's run status); an
+                unfinished window whose writers have all ended fails at once instead of being waited for.
+
         Raises:
-            WindowNotCommittedError: a write stayed unfinished for ``wait_seconds``.
+            WindowNotCommittedError: a write stayed unfinished for ``wait_seconds``, or its run ended.
         """
         deadline = time.monotonic() + self.wait_seconds
         pause = self.poll_seconds
@@ -164,12 +189,16 @@ class WindowLedger:
                 frame = self.influxdb.read_window(where)
                 if self.entries(where) == before:
                     return frame
+            elif writer_ended is not None and all(e.run_id and writer_ended(e.run_id) for e in unfinished):
+                raise self._not_committed(where, unfinished, ended=True)
             if time.monotonic() >= deadline:
                 raise self._not_committed(where, unfinished or list(before.values()))
             time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
             pause = min(pause * 2, 2.0)
 
-    def _not_committed(self, where: MeasurementSlice, unfinished: list[LedgerEntry]) -> WindowNotCommittedError:
+    def _not_committed(
+        self, where: MeasurementSlice, unfinished: list[LedgerEntry], ended: bool = False
+    ) -> WindowNotCommittedError:
         entry = min(unfinished, key=lambda e: e.start_ns) if unfinished else None
         run_id = entry.run_id if entry else ""
         began = (
@@ -177,6 +206,13 @@ class WindowLedger:
         )
         at = "" if entry is None else " at " + pd.Timestamp(entry.start_ns, unit="ns", tz="UTC").isoformat()
         by = f"run {run_id}" if run_id else "a writer outside Dagster"
+        if ended:
+            return WindowNotCommittedError(
+                f"the window{at} of measurement {where.measurement!r} is incomplete: {by} began replacing it "
+                f"at {began} and ended without finishing ({len(unfinished)} window(s) unfinished); "
+                "materialize the partition again.",
+                where.measurement, run_id,
+            )
         return WindowNotCommittedError(
             f"the window{at} of measurement {where.measurement!r} was not committed within "
             f"{self.wait_seconds:g} s: {by} began replacing it at {began} and has not finished "
@@ -185,6 +221,16 @@ class WindowLedger:
             "partition again.",
             where.measurement, run_id,
         )
+
+
+def dagster_run_ended(instance: DagsterInstance) -> Callable[[str], bool]:
+    """``writer_ended`` for :meth:`WindowLedger.read`: runs this instance knows and that have finished."""
+
+    def ended(run_id: str) -> bool:
+        run = instance.get_run_by_id(run_id)
+        return run is not None and run.is_finished
+
+    return ended
 
 
 def _column(frame: pd.DataFrame, name: str) -> pd.Series:

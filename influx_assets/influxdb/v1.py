@@ -22,7 +22,7 @@ from .errors import BadRequestError, DatabaseNotFoundError, redact
 from .http import HttpSession
 from .influxql_csv import parse_influxql_csv_stream
 from .line_protocol import EncodedFrame
-from .schema import empty_frame, merge_field_types
+from .schema import TIME_COLUMN, empty_frame, finish_frame, merge_field_types
 from .slice import MeasurementSlice
 from .transport import KnownSchema, ServerInfo, WriteStats
 
@@ -134,14 +134,14 @@ class V1Transport:
     def read(self, where: MeasurementSlice, schema: KnownSchema | None = None) -> pd.DataFrame:
         """Read the slice into a typed frame: ``time`` (UTC), tags (str), fields (server types).
 
-        With ``schema`` the types are taken from it and only the ``SELECT`` is sent (a missing database
-        then reads as empty instead of failing).
+        With ``schema`` (small measurements this package owns, such as the window ledger) the types
+        are taken from it and only the ``SELECT`` is sent, answered as JSON: unlike CSV, a JSON answer
+        carries statement errors (a killed or timed-out query, a missing database), which raise.
         """
         if schema is not None:
-            field_types, tag_keys = schema.field_types, list(schema.tags)
-        else:
-            field_types = self.field_types(where.database, where.measurement)
-            tag_keys = self.tag_keys(where.database, where.measurement) if field_types else []
+            return self._read_known(where, list(schema.tags), schema.field_types)
+        field_types = self.field_types(where.database, where.measurement)
+        tag_keys = self.tag_keys(where.database, where.measurement) if field_types else []
         if where.columns is not None:
             field_types = {k: v for k, v in field_types.items() if k in where.columns}
         if not field_types:
@@ -151,6 +151,17 @@ class V1Transport:
             params=self._select_params(where, tag_keys), headers=_CSV, description="read",
         )
         return empty_frame(tag_keys, field_types) if frame is None else frame
+
+    def _read_known(self, where: MeasurementSlice, tag_keys: list[str], field_types: dict[str, str]) -> pd.DataFrame:
+        if where.columns is not None:
+            field_types = {k: v for k, v in field_types.items() if k in where.columns}
+        series = self.query_json(where.database, influxql.select_window(where, tag_keys))
+        rows = [
+            dict(zip(part["columns"], values, strict=True)) for part in series for values in part.get("values", [])
+        ]
+        if not rows:
+            return empty_frame(tag_keys, field_types)
+        return finish_frame(pd.DataFrame(rows), TIME_COLUMN, tag_keys, field_types)
 
     def fetch_csv(self, where: MeasurementSlice, tag_keys: list[str]) -> bytes:
         """The raw CSV bytes of the slice's ``SELECT`` (the benchmark's baseline fetch)."""

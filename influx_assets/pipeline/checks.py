@@ -17,6 +17,7 @@ from dagster import (
     AssetChecksDefinition,
     AssetKey,
     AssetRecordsFilter,
+    DagsterInstance,
     MetadataValue,
     PartitionsDefinition,
     asset_check,
@@ -24,7 +25,7 @@ from dagster import (
 
 from ..fingerprint import frame_fingerprint
 from ..influxdb import InfluxDBResource
-from ..influxdb.ledger import WindowLedger
+from ..influxdb.ledger import WindowLedger, dagster_run_ended
 from .stage import STAGE_RETRY
 
 
@@ -63,10 +64,15 @@ def check_window(context: AssetCheckExecutionContext) -> tuple[pd.Timestamp, pd.
 
 
 def read_measurement(
-    influxdb: InfluxDBResource, measurement: str, start: pd.Timestamp, end: pd.Timestamp
+    influxdb: InfluxDBResource, measurement: str, start: pd.Timestamp, end: pd.Timestamp,
+    instance: DagsterInstance | None = None,
 ) -> pd.DataFrame:
-    """The measurement's points in ``[start, end)``, once no run is replacing them (the window ledger)."""
-    return WindowLedger(influxdb).read(influxdb.slice(measurement, start, end))
+    """The measurement's points in ``[start, end)``, once no run is replacing them (the window ledger).
+
+    With ``instance``, a window left unfinished by a run that has ended fails at once.
+    """
+    ended = dagster_run_ended(instance) if instance is not None else None
+    return WindowLedger(influxdb).read(influxdb.slice(measurement, start, end), ended)
 
 
 def _missing(asset_key: AssetKey) -> AssetCheckResult:
@@ -92,7 +98,7 @@ def readback_check(
         metadata = latest_metadata(context, AssetKey(asset_key))
         if metadata is None:
             return _missing(AssetKey(asset_key))
-        stored = read_measurement(influxdb, measurement, *reported_window(metadata, context))
+        stored = read_measurement(influxdb, measurement, *reported_window(metadata, context), context.instance)
         expected, actual = metadata["fingerprint"].value, frame_fingerprint(stored)
         return AssetCheckResult(
             passed=expected == actual,
@@ -156,7 +162,7 @@ def no_nan_check(
         description=f"Fields {', '.join(fields)} are present and finite in every row.",
     )
     def _no_nan(context: AssetCheckExecutionContext, influxdb: InfluxDBResource) -> AssetCheckResult:
-        stored = read_measurement(influxdb, measurement, *check_window(context))
+        stored = read_measurement(influxdb, measurement, *check_window(context), context.instance)
         bad: dict[str, int] = {}
         for field in fields:
             if field not in stored.columns:

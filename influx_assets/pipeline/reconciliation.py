@@ -75,9 +75,9 @@ def _count(frame: pd.DataFrame, column: str = "count") -> int:
 )
 def raw_count_reconciles(context: AssetCheckExecutionContext, influxdb: InfluxDBResource) -> AssetCheckResult:
     start, end = check_window(context)
-    raw = len(read_measurement(influxdb, RAW_MEASUREMENT, start, end))
-    validated = len(read_measurement(influxdb, VALIDATED_MEASUREMENT, start, end))
-    quarantined = len(read_measurement(influxdb, QUARANTINED_MEASUREMENT, start, end))
+    raw = len(read_measurement(influxdb, RAW_MEASUREMENT, start, end, context.instance))
+    validated = len(read_measurement(influxdb, VALIDATED_MEASUREMENT, start, end, context.instance))
+    quarantined = len(read_measurement(influxdb, QUARANTINED_MEASUREMENT, start, end, context.instance))
     return AssetCheckResult(
         passed=raw == validated + quarantined,
         metadata={
@@ -96,7 +96,7 @@ def raw_count_reconciles(context: AssetCheckExecutionContext, influxdb: InfluxDB
     description="Every quarantined point carries a documented reason code.",
 )
 def reasons_documented(context: AssetCheckExecutionContext, influxdb: InfluxDBResource) -> AssetCheckResult:
-    stored = read_measurement(influxdb, QUARANTINED_MEASUREMENT, *check_window(context))
+    stored = read_measurement(influxdb, QUARANTINED_MEASUREMENT, *check_window(context), context.instance)
     reasons = stored["reason"] if "reason" in stored.columns else pd.Series([], dtype="str")
     unknown = sorted(set(reasons.fillna("<none>")) - set(REASON_CODES))
     return AssetCheckResult(
@@ -117,8 +117,8 @@ def reasons_documented(context: AssetCheckExecutionContext, influxdb: InfluxDBRe
 )
 def no_invented_points(context: AssetCheckExecutionContext, influxdb: InfluxDBResource) -> AssetCheckResult:
     start, end = check_window(context)
-    validated = read_measurement(influxdb, VALIDATED_MEASUREMENT, start, end)
-    normalized = read_measurement(influxdb, NORMALIZED_MEASUREMENT, start, end)
+    validated = read_measurement(influxdb, VALIDATED_MEASUREMENT, start, end, context.instance)
+    normalized = read_measurement(influxdb, NORMALIZED_MEASUREMENT, start, end, context.instance)
     readings = 0
     if len(validated):
         keys = pd.DataFrame(
@@ -148,7 +148,7 @@ def no_invented_points(context: AssetCheckExecutionContext, influxdb: InfluxDBRe
 )
 def window_completeness(context: AssetCheckExecutionContext, influxdb: InfluxDBResource) -> AssetCheckResult:
     start, end = check_window(context)
-    stats = series_completeness(read_measurement(influxdb, NORMALIZED_MEASUREMENT, start, end), start, end)
+    stats = series_completeness(read_measurement(influxdb, NORMALIZED_MEASUREMENT, start, end, context.instance), start, end)
     incomplete = stats[stats["ratio"] < MIN_COMPLETENESS]
     return AssetCheckResult(
         passed=incomplete.empty,
@@ -176,8 +176,8 @@ def counts_match_normalized(
     context: AssetCheckExecutionContext, influxdb: InfluxDBResource
 ) -> AssetCheckResult:
     start, end = check_window(context)
-    aggregated = _count(read_measurement(influxdb, FIVE_MINUTE_MEASUREMENT, start, end))
-    normalized = len(read_measurement(influxdb, NORMALIZED_MEASUREMENT, start, end))
+    aggregated = _count(read_measurement(influxdb, FIVE_MINUTE_MEASUREMENT, start, end, context.instance))
+    normalized = len(read_measurement(influxdb, NORMALIZED_MEASUREMENT, start, end, context.instance))
     return AssetCheckResult(
         passed=aggregated == normalized,
         metadata={
@@ -196,8 +196,8 @@ def counts_match_normalized(
 )
 def counts_match_5m(context: AssetCheckExecutionContext, influxdb: InfluxDBResource) -> AssetCheckResult:
     start, end = check_window(context)
-    hourly = _count(read_measurement(influxdb, HOURLY_MEASUREMENT, start, end))
-    five_minute = _count(read_measurement(influxdb, FIVE_MINUTE_MEASUREMENT, start, end))
+    hourly = _count(read_measurement(influxdb, HOURLY_MEASUREMENT, start, end, context.instance))
+    five_minute = _count(read_measurement(influxdb, FIVE_MINUTE_MEASUREMENT, start, end, context.instance))
     return AssetCheckResult(
         passed=hourly == five_minute,
         metadata={
@@ -230,7 +230,7 @@ def archive_matches_source(
         frames.append(frame)
         hashes_match &= reported.get(f"{day:%Y-%m-%d}") == digest
     archived = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    source = read_measurement(influxdb, NORMALIZED_MEASUREMENT, start, end)
+    source = read_measurement(influxdb, NORMALIZED_MEASUREMENT, start, end, context.instance)
     same = frame_fingerprint(archived) == frame_fingerprint(source)
     return AssetCheckResult(
         passed=same and hashes_match,
