@@ -119,6 +119,17 @@ def _demo_backfill(args: argparse.Namespace) -> int:
     return 0
 
 
+def _init_pools(args: argparse.Namespace) -> int:
+    from dagster import DagsterInstance
+
+    from .pools import initialize_writer_pools, writer_pools
+
+    with DagsterInstance.get() as instance:
+        created = initialize_writer_pools(instance)
+    print(f"init-pools: {len(created)} created, {len(writer_pools()) - len(created)} already there")
+    return 0
+
+
 def _add_target(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--url", help="InfluxDB URL (default $INFLUXDB_URL or http://127.0.0.1:8086)")
     parser.add_argument("--database", help="database/bucket (default $INFLUXDB_DATABASE or telemetry)")
@@ -174,6 +185,9 @@ def main(argv: list[str] | None = None) -> int:
     backfill.add_argument("--webserver", default="http://127.0.0.1:3000")
     backfill.add_argument("--hours", type=int, default=6)
     backfill.set_defaults(run=_demo_backfill)
+
+    pools = commands.add_parser("init-pools", help="create the stages' writer pools in $DAGSTER_HOME's instance")
+    pools.set_defaults(run=_init_pools)
 
     args = parser.parse_args(argv)
     return int(args.run(args))

@@ -30,6 +30,7 @@ from influx_assets.feed import write_simulation
 from influx_assets.influxdb import InfluxDBResource
 from influx_assets.pipeline import hourly_assets, pipeline_assets
 from influx_assets.pipeline.stage import IO_MANAGER_KEY, writer_pool
+from influx_assets.pools import initialize_writer_pools, writer_pools
 from influx_assets.resources import resources_for
 from influx_assets.simulate import Simulation
 from influx_assets_tests.fault_proxy import Fault, FaultProxy
@@ -38,9 +39,9 @@ from influx_assets_tests.pipeline_harness import (
     HOURLY_MEASUREMENTS,
     clean_reference,
     deleting,
-    probing,
     hour_keys,
     keys_of,
+    probing,
     run_stages,
     small_simulation,
     window_contents,
@@ -123,6 +124,17 @@ def test_every_writer_stage_declares_a_pool_and_dagster_yaml_limits_pools_to_one
     assert instance.run_retries_enabled and instance.run_retries_max_retries >= 1
 
 
+def test_writer_pools_are_created_up_front_once_and_an_operators_limit_stays(tmp_path: Path) -> None:
+    instance = open_instance(dagster_home(tmp_path / "home"))
+    storage = instance.event_log_storage
+    created = initialize_writer_pools(instance)
+    assert created == writer_pools() and VALIDATE_POOL in created
+    assert {pool: storage.get_concurrency_info(pool).slot_count for pool in created} == dict.fromkeys(created, 1)
+    storage.set_concurrency_slots(VALIDATE_POOL, 3)
+    assert initialize_writer_pools(instance) == []
+    assert storage.get_concurrency_info(VALIDATE_POOL).slot_count == 3
+
+
 class FirstWriterHold:
     """Holds whichever run starts replacing the validated window first, until the other run is seen waiting.
 
@@ -173,6 +185,11 @@ def test_two_runs_launched_together_on_one_window_leave_one_correct_copy(
     write_simulation(simulation, influxdb)
     home = dagster_home(tmp_path / "home")
     instance = open_instance(home)
+    # as scripts/demo.sh does: create the pools before two runs can race to create them (on SQLite,
+    # Dagster's lazy creation can give a limit-1 pool two slots when both arrive at the same instant)
+    init = subprocess.run([str(BIN / "influx-assets"), "init-pools"], env=location_env(home, influx_url, influxdb.database),
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=False)
+    assert init.returncode == 0 and f"{len(writer_pools())} created" in init.stdout, init.stdout + init.stderr
     hold = FirstWriterHold(instance)
     with FaultProxy(influx_url) as proxy_a, FaultProxy(influx_url) as proxy_b:
         proxies = {"a": proxy_a, "b": proxy_b}

@@ -20,6 +20,7 @@ if [ -f .run/dagster.pid ] && kill -0 "$(cat .run/dagster.pid)" 2>/dev/null; the
   exit 0
 fi
 
+.venv/bin/influx-assets init-pools  # before any run: Dagster creates pools lazily, racily on SQLite
 .venv/bin/influx-assets demo-data --no-progress || echo "demo: could not load demo telemetry (see above); the UI starts anyway"
 # a small live feed, so the schedules have fresh windows to process while the demo runs
 # (it stops by itself when the Dagster process, which replaces this shell below, ends)
