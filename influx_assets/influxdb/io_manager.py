@@ -216,7 +216,8 @@ class InfluxDBIOManager(ConfigurableIOManager):
             write_id = ledger.begin(where, starts, run_id)
             deleted = self.influxdb.delete_window(where)
             result = self.influxdb.write_encoded(encoded, database)
-            taken = ledger.commit(where, _rows_per_window(starts, times[encoded.written]), write_id, run_id)
+            counts = _rows_per_window(starts, times[encoded.written])
+            taken = ledger.commit(where, counts, write_id, run_id)
         if taken:
             context.log.warning(
                 f"another writer began replacing {len(taken)} window(s) of {measurement} while this run wrote "
@@ -248,7 +249,6 @@ class InfluxDBIOManager(ConfigurableIOManager):
                 # Dagster copies a range run's metadata to every partition: say plainly it is a total,
                 # and give each partition its own true count.
                 metadata["range_row_count"] = MetadataValue.int(result.points_written)
-                counts = _rows_per_window(starts, times[encoded.written])
                 _per_partition_row_counts(context, {key: counts[start] for key, start in zip(keys, starts, strict=True)})
         context.add_output_metadata(metadata)
 

@@ -139,22 +139,23 @@ class V1Transport:
         carries statement errors (a killed or timed-out query, a missing database), which raise.
         """
         if schema is not None:
-            return self._read_known(where, list(schema.tags), schema.field_types)
-        field_types = self.field_types(where.database, where.measurement)
-        tag_keys = self.tag_keys(where.database, where.measurement) if field_types else []
+            tag_keys, field_types = list(schema.tags), schema.field_types
+        else:
+            field_types = self.field_types(where.database, where.measurement)
+            tag_keys = self.tag_keys(where.database, where.measurement) if field_types else []
         if where.columns is not None:
             field_types = {k: v for k, v in field_types.items() if k in where.columns}
         if not field_types:
             return empty_frame(tag_keys, {})
+        if schema is not None:
+            return self._read_json(where, tag_keys, field_types)
         frame = self.http.stream(
             "POST", "/query", lambda blocks: parse_influxql_csv_stream(blocks, tag_keys, field_types),
             params=self._select_params(where, tag_keys), headers=_CSV, description="read",
         )
         return empty_frame(tag_keys, field_types) if frame is None else frame
 
-    def _read_known(self, where: MeasurementSlice, tag_keys: list[str], field_types: dict[str, str]) -> pd.DataFrame:
-        if where.columns is not None:
-            field_types = {k: v for k, v in field_types.items() if k in where.columns}
+    def _read_json(self, where: MeasurementSlice, tag_keys: list[str], field_types: dict[str, str]) -> pd.DataFrame:
         series = self.query_json(where.database, influxql.select_window(where, tag_keys))
         rows = [
             dict(zip(part["columns"], values, strict=True)) for part in series for values in part.get("values", [])

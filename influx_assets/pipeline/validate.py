@@ -42,6 +42,7 @@ from dagster import (
 from pydantic import Field
 
 from ..fingerprint import frame_fingerprint, window_fingerprints
+from ..influxdb.line_protocol import time_column_to_ns
 from ..influxdb.slice import to_epoch_ns
 from ..partitions import hourly_windows
 from .contract import (
@@ -194,7 +195,7 @@ def record_raw_windows(context: AssetExecutionContext, raw: pd.DataFrame) -> Non
     keys = list(context.partition_keys)
     windows = [hourly_windows.time_window_for_partition_key(key) for key in keys]
     bounds = [to_epoch_ns(w.start) for w in windows] + [to_epoch_ns(windows[-1].end)]
-    times = raw["time"].dt.tz_convert("UTC").dt.as_unit("ns").astype("int64").to_numpy()
+    times = time_column_to_ns(raw["time"], "time")
     for key, (fingerprint, points) in zip(keys, window_fingerprints(raw, times, bounds), strict=True):
         context.add_asset_metadata(
             {"raw_points": MetadataValue.int(points), "raw_fingerprint": MetadataValue.text(fingerprint)},
