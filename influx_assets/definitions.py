@@ -15,5 +15,5 @@ defs = Definitions(
     jobs=[hourly_pipeline_job, daily_pipeline_job],
     schedules=pipeline_schedules(),
     sensors=[late_data_sensor, *failure_sensors],
-    resources=resources_for(influxdb_from_env()),
+    resources=resources_for(influxdb_from_env),
 )

@@ -1,37 +1,45 @@
-"""Resources configured once, from the environment, through ``EnvVar`` (read at run time, not import)."""
+"""Resources configured once, from the environment, read when a run or sensor starts (not at import)."""
 
 from __future__ import annotations
 
-from dagster import EnvVar
+from dagster import InitResourceContext, ResourceDefinition, resource
 
 from .influxdb import InfluxDBResource
 from .influxdb.io_manager import InfluxDBIOManager
 from .pipeline.archive import ColdStorage
 
-#: Every variable the resource reads. The scripts export all of them (empty when unused), because
-#: ``EnvVar`` fails on a variable that is not set at all.
+#: Every variable the code location's InfluxDB resource reads; only ``INFLUXDB_URL`` is required
+#: (defaults: influx_assets.influxdb.environment).
 INFLUXDB_ENV_VARS = (
     "INFLUXDB_URL", "INFLUXDB_DATABASE", "INFLUXDB_TOKEN", "INFLUXDB_ORG",
     "INFLUXDB_USERNAME", "INFLUXDB_PASSWORD", "INFLUXDB_API",
 )
 
 
-def influxdb_from_env() -> InfluxDBResource:
-    """The resource wired to the ``INFLUXDB_*`` variables."""
-    return InfluxDBResource(
-        url=EnvVar("INFLUXDB_URL"),
-        database=EnvVar("INFLUXDB_DATABASE"),
-        token=EnvVar("INFLUXDB_TOKEN"),
-        org=EnvVar("INFLUXDB_ORG"),
-        username=EnvVar("INFLUXDB_USERNAME"),
-        password=EnvVar("INFLUXDB_PASSWORD"),
-        api=EnvVar("INFLUXDB_API"),
-    )
+@resource(
+    description="InfluxDB configured from INFLUXDB_URL (required) and the optional INFLUXDB_DATABASE "
+    "(default telemetry), INFLUXDB_API (auto|v1|v2, default auto), INFLUXDB_TOKEN, INFLUXDB_ORG, "
+    "INFLUXDB_USERNAME, INFLUXDB_PASSWORD, read when a run or sensor starts. Secrets are never shown."
+)
+def influxdb_from_env(_context: InitResourceContext) -> InfluxDBResource:
+    """The resource wired to the ``INFLUXDB_*`` variables, with defaults for unset ones.
+
+    Dagster's ``EnvVar`` fails on a variable that is not set at all, so the variables are read here,
+    at resource initialization; a missing or malformed ``INFLUXDB_URL`` or an unknown
+    ``INFLUXDB_API`` fails the run at once with a sentence naming the variable.
+
+    A plain function, not a generator: Dagster cannot nest a generator resource inside the IO manager.
+    Its pooled connections close with the step's process.
+    """
+    return InfluxDBResource.from_env()
 
 
-def resources_for(influxdb: InfluxDBResource, cold_storage: ColdStorage | None = None) -> dict[str, object]:
+def resources_for(
+    influxdb: InfluxDBResource | ResourceDefinition, cold_storage: ColdStorage | None = None
+) -> dict[str, object]:
     """The resource dictionary every job of this code location needs.
 
+    ``influxdb`` is a configured resource, or ``influxdb_from_env`` (the code location's default).
     ``cold_storage`` (where ``telemetry_archive`` writes) defaults to ``ColdStorage()``: ``$ARCHIVE_URL``
     or ``<project>/archive``, resolved when the archive runs.
     """

@@ -51,7 +51,7 @@ harness_defs = Definitions(
     assets=pipeline_assets,
     asset_checks=pipeline_checks,
     jobs=[hourly_pipeline_job],
-    resources=resources_for(influxdb_from_env(), ColdStorage()),
+    resources=resources_for(influxdb_from_env, ColdStorage()),
 )
 
 

@@ -41,3 +41,49 @@ def test_dg_launch_materializes_both_example_assets_into_influxdb(
     assert sorted(r["sensor_id"] for r in summary) == ["s-1", "s-2", "s-3"]
     assert all(r["count"] == 60 for r in summary)
     assert oracle.count("example_readings", "value", "WHERE time >= 0") == 180
+
+
+WINDOW_0700 = "WHERE time >= '2024-01-03T07:00:00Z' AND time < '2024-01-03T08:00:00Z'"
+
+
+def _only(tmp_path: Path, **variables: str) -> dict[str, str]:
+    """An environment with nothing of ours but ``variables`` (no scripts/env.sh, no DAGSTER_HOME)."""
+    return {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "LANG": "C.UTF-8", **variables}
+
+
+def test_an_asset_materializes_with_only_influxdb_url_set(
+    tmp_path: Path, influx_url: str, influx_server: object
+) -> None:
+    oracle = InfluxQLOracle(influx_url, "telemetry")  # the documented default database
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("dagster")), "asset", "materialize", "-m", "influx_assets.definitions",
+         "--select", "example_readings", "--partition", "2024-01-03-07:00"],
+        cwd=tmp_path, env=_only(tmp_path, INFLUXDB_URL=influx_url), capture_output=True, text=True, timeout=300,
+    )
+    try:
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        assert oracle.count("example_readings", "value", WINDOW_0700) == 180
+    finally:
+        if done.returncode == 0:
+            oracle.query(f'DELETE FROM "example_readings" {WINDOW_0700}')
+
+
+@pytest.mark.parametrize(
+    ("variables", "named", "accepted"),
+    [
+        ({}, "INFLUXDB_URL is not set", "http://127.0.0.1:8086"),
+        ({"INFLUXDB_URL": "localhost:8086"}, "INFLUXDB_URL is 'localhost:8086'", "http://"),
+        ({"INFLUXDB_URL": "http://127.0.0.1:8086", "INFLUXDB_API": "v3"}, "INFLUXDB_API is 'v3'", "'v1'"),
+    ],
+)
+def test_a_missing_or_malformed_setting_fails_the_run_with_one_sentence_naming_it(
+    tmp_path: Path, variables: dict[str, str], named: str, accepted: str
+) -> None:
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("dagster")), "asset", "materialize", "-m", "influx_assets.definitions",
+         "--select", "example_readings", "--partition", "2024-01-03-06:00"],
+        cwd=tmp_path, env=_only(tmp_path, **variables), capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode != 0
+    output = done.stdout + done.stderr
+    assert named in output and accepted in output, output[-3000:]

@@ -12,6 +12,9 @@ if [ -z "${INFLUXDB_URL:-}" ] && ! command -v influxd >/dev/null 2>&1; then need
 if [ "${INFLUX_ASSETS_WITH_BROWSER:-0}" = "1" ] && ! command -v chromium >/dev/null 2>&1; then
   need_apt+=(chromium)
 fi
+if [ "${INFLUX_ASSETS_FOR_TESTS:-0}" = "1" ] && ! command -v npm >/dev/null 2>&1; then
+  need_apt+=(nodejs npm)  # the real Flux parser (WebAssembly) that checks generated Flux runs under Node.js
+fi
 if [ "${#need_apt[@]}" -gt 0 ]; then
   echo "setup: installing Debian packages: ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -33,4 +36,15 @@ if [ ! -f "$stamp" ]; then
   .venv/bin/python -m pip install -q -e '.[test]'
   rm -f .venv/.influx-assets-*
   touch "$stamp"
+fi
+
+# Test-only: the real Flux parser (npm @influxdata/flux-lsp-browser, pinned by its lock file).
+if [ "${INFLUX_ASSETS_FOR_TESTS:-0}" = "1" ]; then
+  parser=influx_assets_tests/flux_parser
+  parser_stamp="$parser/node_modules/.stamp-$(sha256sum "$parser/package-lock.json" | cut -c1-16)"
+  if [ ! -f "$parser_stamp" ]; then
+    echo "setup: installing the Flux parser for the tests (npm ci)"
+    npm ci --prefix "$parser" --no-audit --no-fund --loglevel=error >/dev/null
+    touch "$parser_stamp"
+  fi
 fi

@@ -1,7 +1,11 @@
 """Pure Flux and delete-predicate builders for the v2 transport. Every name and value is escaped here.
 
 Flux string literals (Flux spec, "String literals") know the escapes ``\\\\``, ``\\"``, ``\\n``, ``\\r``,
-``\\t`` and ``\\${``; an unescaped ``${`` would start string interpolation, so it is escaped too. Times go
+``\\t``, ``\\xNN`` (one byte) and ``\\${``. Every ``$`` is written as ``\\x24``: an unescaped ``${`` would
+start string interpolation, and Flux's scanner lets a ``$`` swallow the character after it
+(``dollar_value = "$" (any_count_line - [{"])``), so ``\\"`` or ``\\\\`` right after a bare ``$`` would lose
+its backslash and end the literal early (a way to inject Flux). The tests check every builder's output
+with the real Flux parser (influx_assets_tests/flux_parser). Times go
 in as ``time(v: "<RFC3339Nano>")``; windows are half-open exactly like Flux ``range`` (start inclusive,
 stop exclusive).
 
@@ -18,7 +22,7 @@ from datetime import datetime, timedelta, timezone
 from .slice import MeasurementSlice
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_FLUX_ESCAPES = (("\\", "\\\\"), ('"', '\\"'), ("${", "\\${"), ("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t"))
+_FLUX_ESCAPES = (("\\", "\\\\"), ('"', '\\"'), ("$", "\\x24"), ("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t"))
 _PREDICATE_ESCAPES = (("\\", "\\\\"), ('"', '\\"'), ("\n", "\\n"))
 
 #: Columns Flux adds that are neither tags nor fields.

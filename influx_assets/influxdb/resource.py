@@ -3,13 +3,14 @@
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import pandas as pd
-from dagster import ConfigurableResource, InitResourceContext
-from pydantic import Field, PrivateAttr
+from dagster import ConfigurableResource, EnvVar, InitResourceContext
+from pydantic import Field, PrivateAttr, field_validator
 
+from .environment import check_url, normalize_api, settings_from_env
 from .errors import TransientInfluxError
 from .http import HttpSession, public_url
 from .line_protocol import EncodedFrame, encode_frame
@@ -81,6 +82,37 @@ class InfluxDBResource(ConfigurableResource):
         default=True, description="Create a missing database/bucket before the first write to it."
     )
 
+    @field_validator("api", mode="before")
+    @classmethod
+    def _known_api(cls, value: object) -> object:
+        """Refuse an unknown ``api`` when the resource is configured, not at its first request."""
+        if isinstance(value, EnvVar) or value is None:  # an EnvVar is checked once Dagster resolves it
+            return value
+        return normalize_api(str(value))
+
+    @field_validator("url", mode="before")
+    @classmethod
+    def _usable_url(cls, value: object) -> object:
+        if isinstance(value, EnvVar) or value is None:
+            return value
+        return check_url(str(value))
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, prefix: str = "INFLUXDB_", **overrides: object) -> "InfluxDBResource":
+        """A resource configured from ``<prefix>URL``, ``<prefix>TOKEN``, ... read now.
+
+        Unlike ``EnvVar`` (which fails on an unset variable), unset or empty variables take the
+        defaults documented in :mod:`.environment`; a missing or malformed URL or an unknown API
+        raises :class:`.environment.InfluxDBConfigError` naming the variable. Call it when a run
+        starts (e.g. inside a Dagster resource function), not at import. ``overrides`` are other
+        fields (``max_attempts``, ...).
+
+        Examples:
+            >>> InfluxDBResource.from_env({"INFLUXDB_URL": "http://db:8086"}).database
+            'telemetry'
+        """
+        return cls(**settings_from_env(environ, prefix), **overrides)  # type: ignore[arg-type]
+
     _transport: Transport | None = PrivateAttr(default=None)
     _server: ServerInfo | None = PrivateAttr(default=None)
     _retries: list[float] = PrivateAttr(default_factory=list)
@@ -88,6 +120,10 @@ class InfluxDBResource(ConfigurableResource):
 
     # --- lifecycle -------------------------------------------------------------------------------
     def teardown_after_execution(self, context: InitResourceContext) -> None:  # noqa: D102
+        self.close()
+
+    def close(self) -> None:
+        """Release the transport's connections (the next request opens new ones)."""
         if self._transport is not None:
             self._transport.close()
             self._transport = None
@@ -124,9 +160,7 @@ class InfluxDBResource(ConfigurableResource):
     def get_transport(self) -> Transport:
         """The transport for the configured (or detected) API, created on first use."""
         if self._transport is None:
-            api = (self.api or "auto").lower()
-            if api not in ("auto", "v1", "v2"):
-                raise ValueError(f"InfluxDBResource.api must be 'auto', 'v1' or 'v2', not {self.api!r}")
+            api = normalize_api(self.api)
             v1 = V1Transport(self._session(), batch_size=self.write_batch_size, gzip_level=self.gzip_level)
             if api == "auto":
                 self._server = v1.ping()

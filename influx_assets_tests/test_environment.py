@@ -1,0 +1,64 @@
+"""Configuration without the scripts: unset variables take their documented defaults, bad ones fail at once."""
+
+import pytest
+from dagster import EnvVar
+
+from influx_assets.influxdb import InfluxDBResource
+from influx_assets.influxdb.environment import InfluxDBConfigError, settings_from_env
+
+
+def test_unset_and_empty_variables_take_the_documented_defaults() -> None:
+    for environ in ({"INFLUXDB_URL": "http://db:8086"},
+                    {"INFLUXDB_URL": "http://db:8086", "INFLUXDB_DATABASE": "", "INFLUXDB_API": "",
+                     "INFLUXDB_TOKEN": "", "INFLUXDB_ORG": " ", "INFLUXDB_PASSWORD": ""}):
+        settings = settings_from_env(environ)
+        assert settings == {
+            "url": "http://db:8086", "database": "telemetry", "api": "auto", "token": None, "org": None,
+            "username": None, "password": None,
+        }
+
+
+def test_set_variables_win_and_api_is_case_insensitive() -> None:
+    resource = InfluxDBResource.from_env(
+        {"INFLUXDB_URL": "https://cloud:443", "INFLUXDB_DATABASE": "b", "INFLUXDB_API": "V2",
+         "INFLUXDB_TOKEN": "s3cret", "INFLUXDB_ORG": "acme"},
+        max_attempts=2,
+    )
+    assert (resource.url, resource.database, resource.api, resource.token, resource.org) == (
+        "https://cloud:443", "b", "v2", "s3cret", "acme")
+    assert resource.max_attempts == 2
+    assert "s3cret" not in repr(resource)
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        ({}, "INFLUXDB_URL is not set"),
+        ({"INFLUXDB_URL": "   "}, "INFLUXDB_URL is not set"),
+        ({"INFLUXDB_URL": "127.0.0.1:8086"}, "INFLUXDB_URL is '127.0.0.1:8086', which is not an http"),
+        ({"INFLUXDB_URL": "ftp://db"}, "INFLUXDB_URL is 'ftp://db'"),
+        ({"INFLUXDB_URL": "http://db:port"}, "INFLUXDB_URL is 'http://db:port'"),
+        ({"INFLUXDB_URL": "http://db:8086", "INFLUXDB_API": "3"}, "INFLUXDB_API is '3'; accepted values are 'auto'"),
+    ],
+)
+def test_a_missing_or_malformed_variable_is_named_in_one_sentence(environ: dict[str, str], expected: str) -> None:
+    with pytest.raises(InfluxDBConfigError) as raised:
+        settings_from_env(environ)
+    assert str(raised.value).startswith(expected)
+    assert "\n" not in str(raised.value)
+
+
+def test_a_malformed_url_with_credentials_is_not_repeated() -> None:
+    with pytest.raises(InfluxDBConfigError) as raised:
+        settings_from_env({"INFLUXDB_URL": "ftp://admin:hunter2@db"})
+    assert "hunter2" not in str(raised.value) and "INFLUXDB_URL" in str(raised.value)
+
+
+def test_api_is_validated_when_the_resource_is_configured_not_at_first_use() -> None:
+    with pytest.raises(ValueError, match="accepted values are 'auto'"):
+        InfluxDBResource(url="http://db:8086", api="v3")
+    with pytest.raises(ValueError, match="not an http"):
+        InfluxDBResource(url="db:8086")
+    assert InfluxDBResource(url="http://db:8086", api="V1").api == "v1"
+    # EnvVar values are checked once Dagster resolves them, not at definition time
+    assert InfluxDBResource(url=EnvVar("SOME_URL"), api=EnvVar("SOME_API")) is not None
