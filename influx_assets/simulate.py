@@ -32,6 +32,7 @@ from .defects import (  # noqa: F401 - re-exported: the simulator's public vocab
 )
 from .pipeline.contract import KINDS
 from .pipeline.validate import ValidationRules
+from .influxdb.pandas_versions import as_text
 
 OUTAGE = pd.Timedelta(minutes=20)
 WRITE_COLUMNS = (
@@ -208,7 +209,7 @@ class Simulation:
         chosen = {"all": slice(None), "on_time": ~late, "late": late}[which]
         frame = self.points.loc[chosen, list(WRITE_COLUMNS)].reset_index(drop=True)
         for column in ("site", "sensor_id", "kind", "gateway", "value_raw", "unit"):
-            frame[column] = frame[column].astype("str")
+            frame[column] = as_text(frame[column])
         return frame.astype({"received_ns": "int64", "value": "float64", "battery": "float64"})
 
 

@@ -11,6 +11,7 @@ from influx_assets.pipeline.aggregate import aggregate_5m
 from influx_assets.pipeline.downsample import downsample_1h
 from influx_assets.pipeline.features import features_by_sensor
 from influx_assets.pipeline.sliding import sliding_15m
+from influx_assets.influxdb.pandas_versions import as_text
 
 H0 = pd.Timestamp("2025-03-01T10:00:00Z")
 SERIES = ["site", "sensor_id", "kind"]
@@ -34,7 +35,7 @@ def points(seed: int = 1, hours: int = 2, sensors: int = 3) -> pd.DataFrame:
             )
     frame = pd.DataFrame(rows)
     frame["time"] = pd.to_datetime(frame["time"], utc=True)
-    return frame.astype({c: "str" for c in SERIES})
+    return frame.assign(**{c: as_text(frame[c]) for c in SERIES})
 
 
 def direct(frame: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:

@@ -21,6 +21,7 @@ from influx_assets.influxdb import InfluxDBResource, InvalidFrameError
 from influx_assets.partitions import daily_windows, hourly_windows
 from influx_assets.resources import resources_for
 from influx_assets_tests.influxql_oracle import InfluxQLOracle
+from influx_assets.influxdb.pandas_versions import TEXT_DTYPE
 
 H0 = pd.Timestamp("2024-03-10T00:00:00Z")
 #: What the `readings` asset returns, per partition key; tests set it before materializing.
@@ -58,6 +59,11 @@ def daily_count(context: AssetExecutionContext, readings: pd.DataFrame) -> pd.Da
 def lookback_count(context: AssetExecutionContext, readings: pd.DataFrame) -> pd.DataFrame:
     SEEN["lookback"] = readings
     return pd.DataFrame({"time": [pd.Timestamp(context.partition_time_window.start)], "n": [len(readings)]})
+
+
+@asset(partitions_def=hourly_windows, io_manager_key="influxdb_io_manager", kinds={"influxdb", "pandas"})
+def readings_seen_downstream(readings: pd.DataFrame) -> None:
+    SEEN["downstream"] = readings
 
 
 @asset(io_manager_key="influxdb_io_manager", metadata={"influxdb/measurement": "sensor_catalog", "influxdb/tags": ["sensor_id"]})
@@ -186,6 +192,25 @@ def test_a_range_run_writes_every_window_and_reports_true_per_partition_counts(i
     assert {m["range_row_count"].value for m in by_partition.values()} == {240}
 
 
+def test_random_doubles_and_null_tags_reach_a_downstream_asset_exactly(influxdb) -> None:
+    rng = np.random.default_rng(20261202)
+    values = np.concatenate([rng.uniform(-1e6, 1e6, 400), rng.uniform(0, 1, 300), 10 ** rng.uniform(-12, -5, 300)])
+    sensor = np.where(np.arange(1000) % 2 == 0, None, "s1")  # null in half the rows
+
+    def produce(start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+        times = start + pd.to_timedelta(np.arange(1000) * 3_600_000_000, unit="ns")
+        return pd.DataFrame({"time": times, "sensor_id": pd.Series(sensor, dtype="str"), "value": values})
+
+    PRODUCE["readings"] = produce
+    run(influxdb, [readings, readings_seen_downstream], partition_key=key(0))
+    loaded = SEEN["downstream"].sort_values("time").reset_index(drop=True)
+    assert len(loaded) == 1000
+    changed = int((loaded["value"].to_numpy() != values).sum())
+    assert changed == 0, f"{changed} of 1000 doubles changed on the way through InfluxDB"
+    assert loaded["sensor_id"].isna().tolist() == [s is None for s in sensor]
+    assert set(loaded["sensor_id"].dropna()) == {"s1"}
+
+
 def test_types_round_trip_including_whole_number_floats(influxdb) -> None:
     written = pd.DataFrame({
         "time": pd.date_range(H0, periods=3, freq="1s"),
@@ -198,7 +223,7 @@ def test_types_round_trip_including_whole_number_floats(influxdb) -> None:
     influxdb.write_frame(written, "typed", ["site"])
     loaded = influxdb.read_window(influxdb.slice("typed", H0, H0 + pd.Timedelta(hours=1)))
     assert dict(loaded.dtypes.astype(str)) == {
-        "time": "datetime64[ns, UTC]", "site": "str", "count": "int64", "label": "str", "ok": "bool", "whole": "float64",
+        "time": "datetime64[ns, UTC]", "site": TEXT_DTYPE, "count": "int64", "label": TEXT_DTYPE, "ok": "bool", "whole": "float64",
     }
     pd.testing.assert_frame_equal(loaded, written[loaded.columns].astype({"time": "datetime64[ns, UTC]"}))
 

@@ -6,6 +6,7 @@ import pytest
 
 from influx_assets.pipeline.normalize import normalize_window
 from influx_assets.pipeline.reconciliation import series_completeness
+from influx_assets.influxdb.pandas_versions import as_text
 
 T0 = pd.Timestamp("2025-03-01T10:00:00Z")
 
@@ -26,7 +27,7 @@ def validated(rows: list[dict]) -> pd.DataFrame:
     frame["received_ns"] = pd.array([row["received_ns"] for row in rows], dtype="Int64")
     frame["time"] = pd.to_datetime(frame["time"], utc=True)
     for column in ("site", "sensor_id", "kind", "gateway", "unit"):
-        frame[column] = frame[column].astype("str")
+        frame[column] = as_text(frame[column])
     return frame.astype({"value": "float64", "battery": "float64", "received_ns": "Int64"})
 
 

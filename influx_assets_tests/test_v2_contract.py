@@ -39,6 +39,7 @@ from influx_assets.influxdb.retries import RetrySettings
 from influx_assets.influxdb.v2 import V2Transport
 from influx_assets.local_server import free_port
 from influx_assets_tests.fake_influxdb2 import ORG, ORG_ID, FakeInfluxDB2, start_fake_influxdb2
+from influx_assets.influxdb.pandas_versions import TEXT_DTYPE
 
 DATA = Path(__file__).parent / "data"
 TOKEN = "s3cr3t-token-do-not-print"
@@ -170,7 +171,7 @@ def test_pivoted_sample_parses_to_typed_frame_with_nullable_columns(influx2: Fak
         "test_boolean": "boolean",
         "test_double": "float64",
         "test_long": "Int64",
-        "test_string": "str",
+        "test_string": TEXT_DTYPE,
     }
     assert list(frame["time"]) == list(pd.to_datetime([f"2023-12-15T13:19:5{s}Z" for s in "5678"]))
     assert frame["test_double"].iloc[0] == 4.0 and frame["test_double"].iloc[1:].isna().all()
@@ -231,7 +232,7 @@ def test_genuine_samples_parse_with_declared_dtypes_group_keys_and_exact_values(
     assert {c: str(typed.rows[c].dtype) for c in ("value1", "value2", "value3", "value5")} == {
         "value1": "Int64",
         "value2": "UInt64",
-        "value3": "str",
+        "value3": TEXT_DTYPE,
         "value5": "float64",
     }
     assert typed.rows.iloc[0][["value1", "value2", "value3", "value4", "value5"]].tolist() == [

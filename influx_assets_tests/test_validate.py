@@ -6,6 +6,7 @@ import pytest
 
 from influx_assets.pipeline.contract import REASON_CODES
 from influx_assets.pipeline.validate import ValidationRules, reason_counts, validate_window
+from influx_assets.influxdb.pandas_versions import as_text
 
 T0 = pd.Timestamp("2025-03-01T10:00:00Z")
 
@@ -34,7 +35,7 @@ def frame(rows: list[dict]) -> pd.DataFrame:
     raw["received_ns"] = pd.array([row["received_ns"] for row in rows], dtype="Int64")
     raw["time"] = pd.to_datetime(raw["time"], utc=True)
     for column in ("site", "sensor_id", "kind", "gateway", "value_raw", "unit"):
-        raw[column] = raw[column].astype("str")
+        raw[column] = as_text(raw[column])
     return raw.astype({"value": "float64", "battery": "float64", "received_ns": "Int64"})
 
 

@@ -25,16 +25,18 @@ if [ "${#need_apt[@]}" -gt 0 ]; then
 fi
 
 PYTHON="${PYTHON:-python3}"
-if [ ! -x .venv/bin/python ]; then
-  echo "setup: creating .venv"
-  "$PYTHON" -m venv .venv
+VENV="${VENV:-.venv}"                 # scripts/test.sh builds .venv-floor with CONSTRAINTS too
+CONSTRAINTS="${CONSTRAINTS:-}"
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "setup: creating $VENV"
+  "$PYTHON" -m venv "$VENV"
 fi
-stamp=".venv/.influx-assets-$(cat pyproject.toml | sha256sum | cut -c1-16)"
+stamp="$VENV/.influx-assets-$(cat pyproject.toml ${CONSTRAINTS:+"$CONSTRAINTS"} | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
-  echo "setup: installing Python dependencies"
-  .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e '.[test]'
-  rm -f .venv/.influx-assets-*
+  echo "setup: installing Python dependencies into $VENV${CONSTRAINTS:+ (constrained by $CONSTRAINTS)}"
+  "$VENV/bin/python" -m pip install -q --upgrade pip
+  "$VENV/bin/python" -m pip install -q ${CONSTRAINTS:+-c "$CONSTRAINTS"} -e '.[test]'
+  rm -f "$VENV"/.influx-assets-*
   touch "$stamp"
 fi
 

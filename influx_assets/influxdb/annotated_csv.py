@@ -23,6 +23,7 @@ import pandas as pd
 
 from .errors import BadRequestError
 from .flux import FLUX_META_COLUMNS
+from .pandas_versions import EXACT_FLOATS
 from .schema import CANONICAL_FIELD_TYPES, finish_frame, merge_field_types
 
 #: ``#datatype`` → dtype handed to ``read_csv``; booleans and times are read as text and converted.
@@ -123,6 +124,7 @@ def parse_block(block: bytes, where: str) -> AnnotatedTable:
             keep_default_na=False,
             na_values=[""],
             engine="c",
+            **EXACT_FLOATS,
         )
     else:
         rows = pd.DataFrame({c: pd.Series([], dtype=dtypes[c]) for c in columns})

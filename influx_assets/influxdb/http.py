@@ -49,7 +49,7 @@ def public_url(url: str) -> str:
     return urlunsplit((parts.scheme, host, parts.path.rstrip("/"), "", ""))
 
 
-def _retry_after(response: urllib3.BaseHTTPResponse) -> float | None:
+def retry_after_seconds(response: urllib3.BaseHTTPResponse) -> float | None:
     """``Retry-After`` in seconds: delta-seconds or an HTTP-date (RFC 9110), None if absent or bad."""
     value = response.headers.get("Retry-After")
     if value is None:
@@ -83,10 +83,26 @@ def _shorten_echoed_lines(body: str) -> str:
     return _ECHOED_LINE.sub(lambda m: f"unable to parse '{m.group(1)}…': ", body)
 
 
+#: What Flux says when it ran out of query slots or memory (flux ``codes.ResourceExhausted``). InfluxDB 2.7
+#: maps that code to ``invalid`` and answers 400 (query/control/controller.go ``handleFluxError``), or
+#: puts it in an in-band error table, but a later retry can succeed.
+FLUX_RESOURCE_EXHAUSTED = ("queue length exceeded", "memory allocation limit reached")
+
+
+def is_resource_exhausted(message: str) -> bool:
+    """True when a Flux error says the server ran out of query slots or memory (transient)."""
+    lowered = message.lower()
+    return any(marker in lowered for marker in FLUX_RESOURCE_EXHAUSTED)
+
+
 def classify_response(status: int, body: str, where: str, retry_after: float | None = None) -> InfluxAssetsError:
     """Turn a non-2xx response into the matching error (``body`` must already be redacted)."""
     body = _shorten_echoed_lines(body)
     lowered = body.lower()
+    if status == 400 and is_resource_exhausted(body):
+        return ServerBusyError(
+            f"InfluxDB at {where} is out of Flux query capacity (HTTP 400): {body[:500]}", retry_after
+        )
     if status == 429 or status >= 500:
         return ServerBusyError(f"InfluxDB at {where} is busy or failing (HTTP {status}): {body[:500]}", retry_after)
     if status in (401, 403):
@@ -253,5 +269,5 @@ class HttpSession:
         if response.status >= 300:
             text = redact(_server_message(response.data.decode("utf-8", errors="replace")), self.secrets)
             response.release_conn()
-            raise classify_response(response.status, text.strip(), self.where, _retry_after(response))
+            raise classify_response(response.status, text.strip(), self.where, retry_after_seconds(response))
         return response

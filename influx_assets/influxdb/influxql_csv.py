@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator
 
 import pandas as pd
 
+from .pandas_versions import EXACT_FLOATS
 from .schema import TIME_COLUMN, finish_frame, read_dtypes
 
 #: Stand-ins for the response's own ``name`` and ``tags`` columns (not valid InfluxDB names).
@@ -49,7 +50,7 @@ def parse_influxql_csv_stream(
         io.BufferedReader(body, buffer_size=1 << 20),
         header=None, names=names, usecols=lambda c: c not in _UNUSED,
         dtype=read_dtypes(tag_keys, field_types) | {"time": "int64"},
-        keep_default_na=False, na_values=[""], engine="c",
+        keep_default_na=False, na_values=[""], engine="c", **EXACT_FLOATS,
     )
     return finish_frame(frame, TIME_COLUMN, tag_keys, field_types)
 

@@ -55,6 +55,9 @@ TAGS_KEY = "influxdb/tags"
 TIME_COLUMN_KEY = "influxdb/time_column"
 COLUMNS_KEY = "influxdb/columns"
 
+#: Server warnings already logged by this process.
+_WARNED: set[str] = set()
+
 
 
 def _metadata(context: OutputContext) -> dict:
@@ -218,6 +221,10 @@ class InfluxDBIOManager(ConfigurableIOManager):
             result = self.influxdb.write_encoded(encoded, database)
             counts = _rows_per_window(starts, times[encoded.written])
             taken = ledger.commit(where, counts, write_id, run_id)
+        caveat = self.influxdb.delete_caveat() if deleted else None
+        if caveat and caveat not in _WARNED:
+            _WARNED.add(caveat)  # once per process: every later DELETE on the same server has the same risk
+            context.log.warning(caveat)
         if taken:
             context.log.warning(
                 f"another writer began replacing {len(taken)} window(s) of {measurement} while this run wrote "

@@ -107,6 +107,8 @@ class EncodedFrame:
     rows_without_fields: int
     empty_tag_values: int
     _render: Callable[[np.ndarray], pa.Array] = field(repr=False, compare=False)
+    tag_keys: tuple[str, ...] = ()
+    field_keys: tuple[str, ...] = ()
 
     @cached_property
     def _rows(self) -> np.ndarray:
@@ -215,6 +217,11 @@ def _field(values: pd.Series, key: str) -> tuple[Distinct | Numbers | None, np.n
     )
 
 
+#: Tag keys InfluxDB 2.x refuses (models/points.go ``reservedTagKeys``: the whole batch is rejected with
+#: 400); ``time`` is refused by 1.x too.
+RESERVED_TAG_KEYS = frozenset({"time", "_field", "_measurement"})
+
+
 def encode_frame(
     frame: pd.DataFrame,
     measurement: str,
@@ -245,9 +252,15 @@ def encode_frame(
         field_columns = [c for c in frame.columns if c != time_column and c not in set(tag_columns)]
     if "time" in [*tag_columns, *field_columns]:
         raise InvalidFrameError("'time' cannot be a tag or field name in InfluxDB; rename the column")
+    reserved = [str(t) for t in tag_columns if t in RESERVED_TAG_KEYS]
+    if reserved:
+        raise InvalidFrameError(
+            f"tag key(s) {reserved} are reserved (InfluxDB 2.x rejects the whole batch); rename the column(s)"
+        )
+    names = {"tag_keys": tuple(map(str, tag_columns)), "field_keys": tuple(map(str, field_columns))}
     head = escape_measurement(measurement)
     if len(frame) == 0:
-        return EncodedFrame(np.zeros(0, dtype=bool), 0, 0, _render=lambda rows: pa.array([], type=TEXT))
+        return EncodedFrame(np.zeros(0, dtype=bool), 0, 0, _render=lambda rows: pa.array([], type=TEXT), **names)
     times = time_column_to_ns(frame[time_column], time_column).copy()  # a snapshot: lines render later
     series, empty_tags = _series(frame, head, tag_columns)
     fields = []
@@ -269,4 +282,4 @@ def encode_frame(
         )
 
     dropped = int((~has_fields).sum())
-    return EncodedFrame(has_fields, dropped, empty_tags, _render=render)
+    return EncodedFrame(has_fields, dropped, empty_tags, _render=render, **names)

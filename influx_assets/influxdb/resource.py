@@ -238,6 +238,11 @@ class InfluxDBResource(ConfigurableResource):
             return False
         return transport.delete(where)
 
+    def delete_caveat(self) -> str | None:
+        """Why a window replacement by DELETE is unsafe on this server, if it is (InfluxDB 1.x < 1.7.5)."""
+        server = getattr(self._transport, "server", None) or self._server
+        return server.delete_bug_warning() if server is not None else None
+
     def field_types(self, measurement: str, database: str | None = None) -> dict[str, str]:
         """Field types of a measurement as the server reports them."""
         return self.get_transport().field_types(database or self.database, measurement)

@@ -10,6 +10,8 @@ from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
+from .pandas_versions import as_text
+
 TIME_COLUMN = "time"
 
 #: InfluxQL ``fieldType`` and Flux ``#datatype`` names, mapped to one canonical name each.
@@ -55,7 +57,7 @@ def finish_frame(
     }
     for key in sorted(tag_keys):
         if key in frame.columns:
-            out[key] = frame[key].astype("str") if len(frame) else pd.Series([], dtype="str")
+            out[key] = as_text(frame[key]) if len(frame) else pd.Series([], dtype="str")
     for name in sorted(field_types):
         if name not in frame.columns:
             continue
@@ -72,7 +74,7 @@ def finish_frame(
         elif kind == "float":
             column = column.astype("float64")
         else:
-            column = column.astype("str")
+            column = as_text(column)
         out[name] = column
     result = pd.DataFrame(out)
     result.index = pd.RangeIndex(len(result))

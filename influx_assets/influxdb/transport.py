@@ -21,8 +21,31 @@ class ServerInfo:
     @property
     def major(self) -> int:
         """Major version number (0 when unknown)."""
-        head = self.version.lstrip("v").split(".", 1)[0]
-        return int(head) if head.isdigit() else 0
+        return self.release[0] if self.release else 0
+
+    @property
+    def release(self) -> tuple[int, ...]:
+        """``(major, minor, patch)`` as far as the version header says (``()`` when unknown)."""
+        numbers = []
+        for part in self.version.strip().lstrip("v").split("."):
+            digits = "".join(c for c in part if c.isdigit()) if part[:1].isdigit() else ""
+            if not digits:
+                break
+            numbers.append(int(digits))
+            if not part.isdigit():
+                break
+        return tuple(numbers)
+
+    def delete_bug_warning(self) -> str | None:
+        """A warning for servers whose ``DELETE`` can hide other windows' points (1.x before 1.7.5)."""
+        release = self.release
+        if not release or release[0] != 1 or release[:3] >= (1, 7, 5):
+            return None
+        return (
+            f"InfluxDB {self.version} has a DELETE bug (influxdata/influxdb#10503): deleting a time window "
+            "to replace it can make recently written points of other windows invisible. Re-runs of "
+            "written windows need a DELETE; upgrade the server to 1.7.5 or later (1.8.10 recommended)"
+        )
 
 
 @dataclass(frozen=True)

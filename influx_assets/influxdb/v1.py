@@ -186,8 +186,15 @@ class V1Transport:
         """
         if not self.query_json(where.database, influxql.first_point(where)):
             return False
+        if self._info is None:
+            self.ping()  # to know whether this server has the DELETE bug (see ``server``)
         self.query_json(where.database, influxql.delete_window(where))
         return True
+
+    @property
+    def server(self) -> ServerInfo | None:
+        """What the last ``ping`` said (None before the first one)."""
+        return self._info
 
     def close(self) -> None:
         """Release pooled connections."""

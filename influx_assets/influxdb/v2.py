@@ -10,7 +10,9 @@ off: every request goes through :func:`.retries.call_with_retries`, and its erro
 
 from __future__ import annotations
 
+import gzip
 import json
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,11 +31,12 @@ from .annotated_csv import parse_annotated_csv, pivoted_frame
 from .errors import (
     BadRequestError,
     InfluxAssetsError,
+    InvalidFrameError,
     ServerUnreachableError,
     TransientInfluxError,
     redact,
 )
-from .http import _retry_after, classify_response, public_url
+from .http import classify_response, public_url, retry_after_seconds
 from .line_protocol import EncodedFrame
 from .retries import RetrySettings, call_with_retries
 from .schema import empty_frame, merge_field_types
@@ -41,6 +44,21 @@ from .slice import MeasurementSlice
 from .transport import KnownSchema, ServerInfo, WriteStats
 
 T = TypeVar("T")
+
+#: Column names a Flux read produces itself: a tag or field of that name cannot be read back (a pivot
+#: would hold two columns of one name, or drop it), so the v2 transport refuses to write one.
+FLUX_OWN_COLUMNS = frozenset({"result", "table", "_start", "_stop", "_time", "_value", "_measurement", "_field"})
+_ORG_ID = re.compile(r"[0-9a-f]{16}")
+
+
+def is_org_id(org: str | None) -> bool:
+    """True when ``org`` is an organization ID (16 hex digits) rather than a name, as 2.x tells them apart."""
+    return bool(org) and _ORG_ID.fullmatch(str(org)) is not None
+
+
+def _no_retries_but_redirects() -> urllib3.Retry:
+    """urllib3 policy: our own loop retries (:mod:`.retries`); redirects (e.g. a proxy's 307) are followed."""
+    return urllib3.Retry(total=None, connect=0, read=0, status=0, other=0, redirect=10, raise_on_status=False)
 
 #: CSV dialect of every query: ``#datatype`` types the columns, ``#group`` tells tags from fields.
 QUERY_DIALECT = Dialect(
@@ -77,6 +95,7 @@ class V2Transport:
     retry: RetrySettings = field(default_factory=RetrySettings)
     batch_size: int = 10_000
     on_retry: Callable[[int, float, TransientInfluxError], None] | None = None
+    gzip_level: int = 0
     supports_delete: bool = True
     _client: InfluxDBClient = field(init=False, repr=False)
 
@@ -86,11 +105,27 @@ class V2Transport:
             token=self.token or None,
             org=self.org,
             timeout=(max(1, int(self.timeout * 1000)),) * 2,  # (connect, read) in ms
-            enable_gzip=False,
-            retries=False,
+            enable_gzip=self.gzip_level > 0,
+            retries=_no_retries_but_redirects(),
         )
+        if self.gzip_level > 0:
+            self._compress_writes_at(self.gzip_level)
         self._write_api = self._client.write_api(write_options=SYNCHRONOUS)
         self._query_api = self._client.query_api()
+
+    def _compress_writes_at(self, level: int) -> None:
+        """influxdb-client gzips write bodies at level 9; use the configured level instead."""
+        conf = self._client.api_client.configuration
+        plain = type(conf).__mro__[1].update_request_body  # Configuration's, without the client's gzip
+
+        def update_request_body(path: str, body: object) -> object:
+            data = plain(conf, path, body)
+            if path != "/api/v2/write":
+                return data
+            raw = data if isinstance(data, bytes) else str(data).encode("utf-8")
+            return gzip.compress(raw, compresslevel=level)
+
+        conf.update_request_body = update_request_body  # type: ignore[method-assign]
 
     @property
     def where(self) -> str:
@@ -109,27 +144,56 @@ class V2Transport:
         )
 
     def ensure_database(self, database: str) -> None:
-        """Create the bucket in ``org`` unless a bucket of that name exists there."""
+        """Create the bucket in ``org`` unless it exists there (or may exist unseen by this token).
+
+        InfluxDB 2.7 answers a lookup of a missing bucket in an org with 404 (tenant/service_bucket.go,
+        ``ErrBucketNotFoundByName``), and a token that may write but not read the bucket with 200 and no
+        buckets. Creating needs the org's ID: ``org`` given as 16 hex digits is used as is, a name is
+        resolved through ``/api/v2/orgs`` (which needs ``read:orgs``). A creation answered "already
+        exists" (422) is success: the bucket was created concurrently or is invisible to this token.
+        """
         if not self.org:
             raise BadRequestError(
                 f"cannot create bucket {database!r} at {self.where}: the v2 API needs an organization "
                 "(set INFLUXDB_ORG / InfluxDBResource.org)"
             )
         buckets = self._client.buckets_api()
+        by_org = {"org_id": self.org} if is_org_id(self.org) else {"org": self.org}
 
         def ensure() -> None:
-            if buckets.find_buckets(name=database, org=self.org).buckets:
-                return
+            try:
+                if buckets.find_buckets(name=database, **by_org).buckets:
+                    return
+            except ApiException as error:
+                if error.status != 404 or "organization" in _body_text(error):
+                    raise
             try:
                 buckets.create_bucket(bucket_name=database, org=self.org)
-            except ApiException as error:  # created concurrently by someone else: fine
+            except ApiException as error:
                 if error.status not in (409, 422) or "already exists" not in _body_text(error):
                     raise
+            except InfluxDBError as error:  # the org name could not be resolved to an ID
+                raise BadRequestError(
+                    f"cannot create bucket {database!r} at {self.where}: the token cannot look up the ID of "
+                    f"organization {self.org!r} ({redact(str(error.message), (self.token,))}); set INFLUXDB_ORG "
+                    "to the organization's ID (16 hex digits), create the bucket yourself, or give the token "
+                    "read:orgs"
+                ) from None
 
         self._call(f"ensure bucket {database!r}", ensure)
 
     def write(self, database: str, encoded: EncodedFrame) -> WriteStats:
-        """POST the points in batches, exactly as encoded; the first rejected batch raises."""
+        """POST the points in batches, exactly as encoded; the first rejected batch raises.
+
+        Tags or fields named like Flux's own columns (:data:`FLUX_OWN_COLUMNS`) are refused before
+        anything is sent: Flux could not read them back.
+        """
+        clashing = sorted(FLUX_OWN_COLUMNS.intersection(encoded.tag_keys + encoded.field_keys))
+        if clashing:
+            raise InvalidFrameError(
+                f"columns {clashing} share a name with a column Flux adds to every result, so InfluxDB 2.x "
+                "could not read them back; rename them"
+            )
         started = time.perf_counter()
         batches = sent = 0
         for body in encoded.batches(self.batch_size):
@@ -247,7 +311,7 @@ class V2Transport:
                 f"cannot reach InfluxDB at {self.where} — is it running? ({detail[:300]})"
             )
         text = redact(_body_text(error), (self.token,)).strip()
-        retry_after = _retry_after(error) if error.headers is not None else None  # seconds or HTTP-date
+        retry_after = retry_after_seconds(error) if error.headers is not None else None  # seconds or HTTP-date
         return classify_response(int(error.status), text, self.where, retry_after)
 
 

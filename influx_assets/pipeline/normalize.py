@@ -25,13 +25,14 @@ from .stage import (
     influx_stage,
     stage_metadata,
 )
+from ..influxdb.pandas_versions import as_text
 
 NORMALIZED_COLUMNS = ("time", "site", "sensor_id", "kind", "value", "unit", "battery")
 
 
 def canonical_tag(values: pd.Series) -> pd.Series:
     """NFC-normalize and strip surrounding whitespace (the canonical spelling of site/sensor_id)."""
-    return values.astype("str").map(lambda v: unicodedata.normalize("NFC", v).strip(), na_action="ignore")
+    return as_text(values).map(lambda v: unicodedata.normalize("NFC", v).strip(), na_action="ignore")
 
 
 def to_canonical_units(kinds: pd.Series, units: pd.Series, values: pd.Series) -> tuple[pd.Series, pd.Series]:
@@ -49,7 +50,7 @@ def to_canonical_units(kinds: pd.Series, units: pd.Series, values: pd.Series) ->
         raise ValueError(
             f"validated points with kind/unit pairs outside the contract: {bad.to_dict('records')}"
         )
-    return converted, canonical_unit.astype("str")
+    return converted, as_text(canonical_unit)
 
 
 def normalize_window(validated: pd.DataFrame) -> pd.DataFrame:
@@ -59,10 +60,10 @@ def normalize_window(validated: pd.DataFrame) -> pd.DataFrame:
             {"time": "datetime64[ns, UTC]", "value": "float64", "battery": "float64"}
         )
     frame = validated.copy()
-    frame["kind"] = frame["kind"].astype("str").str.strip().str.lower()
+    frame["kind"] = as_text(frame["kind"]).str.strip().str.lower()
     frame["site"] = canonical_tag(frame["site"])
     frame["sensor_id"] = canonical_tag(frame["sensor_id"])
-    units = frame["unit"].astype("str").str.strip()
+    units = as_text(frame["unit"]).str.strip()
     frame["value"], frame["unit"] = to_canonical_units(frame["kind"], units, frame["value"])
     if "battery" not in frame.columns:
         frame["battery"] = np.nan

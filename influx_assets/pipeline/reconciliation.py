@@ -39,6 +39,7 @@ from .contract import (
 )
 from .normalize import canonical_tag
 from .stage import STAGE_RETRY
+from ..influxdb.pandas_versions import as_text
 
 #: A series is complete when it has at least this share of the points its cadence implies.
 MIN_COMPLETENESS = 0.9
@@ -126,7 +127,7 @@ def no_invented_points(context: AssetCheckExecutionContext, influxdb: InfluxDBRe
                 "time": validated["time"],
                 "site": canonical_tag(validated["site"]),
                 "sensor_id": canonical_tag(validated["sensor_id"]),
-                "kind": validated["kind"].astype("str").str.strip().str.lower(),
+                "kind": as_text(validated["kind"]).str.strip().str.lower(),
             }
         )
         readings = len(keys.drop_duplicates())

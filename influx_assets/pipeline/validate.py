@@ -64,6 +64,7 @@ from .stage import (
     stage_metadata,
     writer_pool,
 )
+from ..influxdb.pandas_versions import as_text
 
 _NUMBER = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
 _NON_FINITE = {"nan", "+nan", "-nan", "inf", "+inf", "-inf", "infinity", "+infinity", "-infinity"}
@@ -96,7 +97,7 @@ def with_contract_columns(raw: pd.DataFrame) -> pd.DataFrame:
 
 
 def _blank(column: pd.Series) -> pd.Series:
-    return column.isna() | (column.astype("str").str.strip() == "")
+    return column.isna() | (as_text(column).str.strip() == "")
 
 
 def _canonical_values(numbers: pd.Series, kinds: pd.Series, units: pd.Series) -> pd.Series:
@@ -123,11 +124,11 @@ def assign_reasons(
         reason[reason.isna() & rows.fillna(False).astype(bool)] = code
 
     mark("missing_tag", pd.concat([_blank(raw[t]) for t in REQUIRED_TAGS], axis=1).any(axis=1))
-    kind = raw["kind"].astype("str").str.strip().str.lower()
+    kind = as_text(raw["kind"]).str.strip().str.lower()
     mark("unknown_kind", ~kind.isin(list(KINDS)))
 
     value = raw["value"]
-    text = raw["value_raw"].astype("str").str.strip()
+    text = as_text(raw["value_raw"]).str.strip()
     has_value, has_text = value.notna(), text.notna() & (text != "")
     mark("missing_value", ~has_value & ~has_text)
     from_text = ~has_value & has_text
@@ -139,7 +140,7 @@ def assign_reasons(
     # also catches text that overflows a float ("1e400")
     mark("non_finite_value", non_finite_text | ~np.isfinite(numbers.fillna(0.0)))
 
-    unit = raw["unit"].astype("str").str.strip()
+    unit = as_text(raw["unit"]).str.strip()
     mark("unknown_unit", ~unit.isin(list(KNOWN_UNITS)))
     valid_pair = pd.Series(False, index=raw.index)
     for name, spec in KINDS.items():
@@ -174,7 +175,7 @@ def validate_window(
     reason, numbers = assign_reasons(frame, rules)
     valid = reason.isna()
     validated = frame[valid].assign(value=numbers[valid]).drop(columns=["value_raw"])
-    quarantined = frame[~valid].assign(reason=reason[~valid].astype("str"))
+    quarantined = frame[~valid].assign(reason=as_text(reason[~valid]))
     return validated.reset_index(drop=True), quarantined.reset_index(drop=True)
 
 
