@@ -12,6 +12,9 @@ from dagster import (
     AssetExecutionContext,
     AssetIn,
     DagsterInstance,
+    MultiPartitionKey,
+    MultiPartitionsDefinition,
+    StaticPartitionsDefinition,
     TimeWindowPartitionMapping,
     asset,
     materialize,
@@ -22,6 +25,7 @@ from influx_assets.partitions import daily_windows, hourly_windows
 from influx_assets.resources import resources_for
 from influx_assets_tests.influxql_oracle import InfluxQLOracle
 from influx_assets.influxdb.pandas_versions import TEXT_DTYPE
+from influx_assets.influxdb.transport import ServerInfo
 
 H0 = pd.Timestamp("2024-03-10T00:00:00Z")
 #: What the `readings` asset returns, per partition key; tests set it before materializing.
@@ -271,3 +275,80 @@ def test_a_long_range_run_gives_each_partition_its_own_small_metadata(influxdb, 
     assert events[0].materialization.metadata["range_row_count"].value == 2 * hours == oracle.count(
         "readings", where=window_where(0, hours)
     )
+
+
+HOUR_BY_SITE = MultiPartitionsDefinition({"hour": hourly_windows, "site": StaticPartitionsDefinition(["north", "south"])})
+
+
+@asset(partitions_def=HOUR_BY_SITE, io_manager_key="influxdb_io_manager", metadata={"influxdb/tags": ["site"]})
+def site_readings(context: AssetExecutionContext) -> pd.DataFrame:
+    keys = context.partition_key.keys_by_dimension
+    return site_rows(keys["site"], 10)
+
+
+@asset(partitions_def=StaticPartitionsDefinition(["north", "south"]), io_manager_key="influxdb_io_manager")
+def static_readings(context: AssetExecutionContext) -> pd.DataFrame:
+    return site_rows(context.partition_key, 10)
+
+
+def site_rows(site: str, count: int) -> pd.DataFrame:
+    times = H0 + pd.to_timedelta(np.arange(count), unit="min")
+    return pd.DataFrame({"time": times, "site": site, "value": np.arange(count, dtype=float)})
+
+
+@pytest.mark.parametrize(
+    ("assets", "partition_key", "kind"),
+    [
+        ([site_readings], MultiPartitionKey({"hour": key(0), "site": "north"}), "MultiPartitionsDefinition"),
+        ([static_readings], "north", "StaticPartitionsDefinition"),
+    ],
+    ids=["hour_x_site", "static"],
+)
+def test_partitionings_that_share_a_window_are_refused_before_anything_is_deleted(
+    influxdb, oracle, assets: list, partition_key: object, kind: str
+) -> None:
+    measurement = assets[0].key.path[-1]
+    influxdb.write_frame(site_rows("south", 30), measurement, ["site"])  # another partition's points
+    result = run(influxdb, assets, partition_key=partition_key, raise_on_error=False)
+    assert not result.success
+    (failure,) = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    message = failure.step_failure_data.error.cause.message if failure.step_failure_data.error.cause else ""
+    message += failure.step_failure_data.error.message
+    assert "UnsupportedPartitionsError" in message and kind in message and "Nothing was written" in message
+    assert oracle.count(measurement, "value") == 30  # south's points are still all there
+
+
+def test_a_server_with_the_delete_bug_warns_once_when_a_window_is_replaced(influxdb, influx_server) -> None:
+    version = influxdb.ping().version
+    if influxdb.ping().delete_bug_warning() is None:
+        pytest.skip(f"server {version} has no DELETE bug")
+    instance = DagsterInstance.ephemeral()
+
+    def warnings_of(result: object) -> list[str]:
+        logs = instance.all_logs(result.run_id)  # type: ignore[attr-defined]
+        return [e.user_message for e in logs if "influxdata/influxdb#10503" in e.user_message]
+
+    first = materialize([readings], resources=resources_for(influxdb), instance=instance, partition_key=key(0))
+    assert warnings_of(first) == []  # a first write sends no DELETE
+    again = materialize([readings, lookback_count], resources=resources_for(influxdb), instance=instance,
+                        partition_key=key(0))  # replaces readings' window (DELETE); lookback's first write
+    (warning,) = warnings_of(again)
+    assert "1.7.5" in warning and version in warning
+
+
+@pytest.mark.parametrize(("version", "warned"), [
+    ("1.6.7", True), ("v1.7.4", True), ("1.7.5", False), ("1.8.10", False), ("v2.7.12", False),
+    ("3.10.1", False), ("unknown", False), ("", False),
+])
+def test_only_1x_before_1_7_5_is_warned_about(version: str, warned: bool) -> None:
+    assert (ServerInfo(version, "").delete_bug_warning() is not None) is warned
+
+
+def test_gzip_writes_store_exactly_the_same_points(influx_url, database_name, influxdb, oracle) -> None:
+    zipped = InfluxDBResource(url=influx_url, database=database_name, gzip_level=6)
+    written = minute_rows(H0, H0 + pd.Timedelta(hours=1)).assign(note="a \"q\", b")
+    zipped.write_frame(written, "zipped", ["sensor_id"])
+    loaded = influxdb.read_window(influxdb.slice("zipped", H0, H0 + pd.Timedelta(hours=1)))
+    assert oracle.count("zipped", "value") == 120
+    pd.testing.assert_frame_equal(loaded[written.columns].sort_values(["sensor_id", "time"]).reset_index(drop=True),
+                                  written.sort_values(["sensor_id", "time"]).reset_index(drop=True), check_dtype=False)

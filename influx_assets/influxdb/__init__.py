@@ -12,6 +12,8 @@ from .errors import (
     ServerUnreachableError,
     TerminalInfluxError,
     TransientInfluxError,
+    UnsupportedPartitionsError,
+    UnsupportedServerError,
 )
 from .io_manager import InfluxDBIOManager
 from .ledger import LEDGER_MEASUREMENT, WindowLedger, WindowNotCommittedError
@@ -36,6 +38,8 @@ __all__ = [
     "ServerUnreachableError",
     "TerminalInfluxError",
     "TransientInfluxError",
+    "UnsupportedPartitionsError",
+    "UnsupportedServerError",
     "WindowLedger",
     "WindowNotCommittedError",
     "WriteResult",

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .errors import BadRequestError
+from .errors import BadRequestError, ServerBusyError
+from .http import is_resource_exhausted
 from .flux import FLUX_META_COLUMNS
 from .pandas_versions import EXACT_FLOATS
 from .schema import CANONICAL_FIELD_TYPES, finish_frame, merge_field_types
@@ -84,6 +85,19 @@ def split_blocks(body: bytes) -> list[bytes]:
     return [piece for piece in (p.strip(b"\r\n") for p in pieces) if piece]
 
 
+def _undo_crlf(column: pd.Series) -> pd.Series:
+    """Read ``\\r\\n`` inside a value back as ``\\n``, as Go's ``encoding/csv`` reader does.
+
+    Flux writes CSV with ``UseCRLF``: a ``\\n`` inside a quoted value goes out as ``\\r\\n`` and a bare
+    ``\\r`` is dropped (Go ``encoding/csv`` Writer). So ``"a\\nb"`` comes back as it was stored; a ``\\r``
+    that was stored is lost by the server's encoder and cannot be recovered.
+    """
+    text = column.dropna()
+    if text.empty or not text.str.contains("\r", regex=False).any():
+        return column
+    return column.str.replace("\r\n", "\n", regex=False)
+
+
 def _csv_row(line: bytes) -> list[str]:
     return next(csv.reader([line.decode("utf-8").rstrip("\r")]), [])
 
@@ -108,7 +122,17 @@ def parse_block(block: bytes, where: str) -> AnnotatedTable:
         first, _ = _next_line(block, pos)
         values = _csv_row(first)[1:] + ["", ""]
         reference = f" (reference {values[1]})" if values[1] else ""
-        raise BadRequestError(f"InfluxDB at {where} failed the Flux query: {values[0]}{reference}")
+        message = f"InfluxDB at {where} failed the Flux query: {values[0]}{reference}"
+        if is_resource_exhausted(values[0]):  # out of query slots or memory: a later try can succeed
+            raise ServerBusyError(message)
+        raise BadRequestError(message)
+    duplicated = sorted({c for c in columns if columns.count(c) > 1})
+    if duplicated:
+        raise BadRequestError(
+            f"InfluxDB at {where} returned a table with the column(s) {duplicated} twice: a tag or field "
+            "shares its name with a column Flux adds (result, table, _start, _stop, _time, _value, "
+            "_measurement, _field) and cannot be read through Flux; rename it or read it with api='v1'"
+        )
     declared = annotations.get("#datatype") or ["string"] * len(columns)
     datatypes = dict(zip(columns, declared, strict=False))
     group = {c: flag == "true" for c, flag in zip(columns, annotations.get("#group", []), strict=False)}
@@ -131,6 +155,9 @@ def parse_block(block: bytes, where: str) -> AnnotatedTable:
     for column, default in zip(columns, annotations.get("#default", []), strict=False):
         if default and dtypes[column] == "str":
             rows[column] = rows[column].fillna(default)
+    for column in columns:
+        if dtypes[column] == "str" and b"\r\n" in data:
+            rows[column] = _undo_crlf(rows[column])
     return AnnotatedTable(columns=columns, datatypes=datatypes, group=group, rows=rows[columns])
 
 

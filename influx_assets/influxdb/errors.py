@@ -79,6 +79,14 @@ class FieldTypeConflictError(BadRequestError):
         self.reason = reason
 
 
+class UnsupportedServerError(TerminalInfluxError):
+    """The server lacks an API this operation needs (e.g. ``/api/v2/delete`` on InfluxDB 3)."""
+
+
+class UnsupportedPartitionsError(TerminalInfluxError):
+    """The asset's partitioning cannot be stored without deleting points other partitions own."""
+
+
 class InvalidFrameError(TerminalInfluxError):
     """A DataFrame cannot be stored as asked (rows outside the window, non-finite values, bad tags)."""
 

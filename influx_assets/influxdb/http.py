@@ -103,6 +103,8 @@ def classify_response(status: int, body: str, where: str, retry_after: float | N
         return ServerBusyError(
             f"InfluxDB at {where} is out of Flux query capacity (HTTP 400): {body[:500]}", retry_after
         )
+    if status == 501:  # "not implemented" (e.g. a 2.x delete by _field): no retry can change it
+        return BadRequestError(f"InfluxDB at {where} does not support this request (HTTP 501): {body[:500]}")
     if status == 429 or status >= 500:
         return ServerBusyError(f"InfluxDB at {where} is busy or failing (HTTP {status}): {body[:500]}", retry_after)
     if status in (401, 403):

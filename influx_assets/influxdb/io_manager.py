@@ -39,10 +39,11 @@ from dagster import (
     ResourceDependency,
     TableColumn,
     TableSchema,
+    TimeWindowPartitionsDefinition,
 )
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
-from .errors import InfluxAssetsError, InvalidFrameError
+from .errors import InfluxAssetsError, InvalidFrameError, UnsupportedPartitionsError
 from .ledger import WHOLE_MEASUREMENT_NS, WindowLedger, dagster_run_ended
 from .line_protocol import encode_frame, time_column_to_ns
 from .resource import InfluxDBResource
@@ -55,13 +56,30 @@ TAGS_KEY = "influxdb/tags"
 TIME_COLUMN_KEY = "influxdb/time_column"
 COLUMNS_KEY = "influxdb/columns"
 
-#: Server warnings already logged by this process.
-_WARNED: set[str] = set()
-
 
 
 def _metadata(context: OutputContext) -> dict:
     return dict(context.definition_metadata or {})
+
+
+def _refuse_unsupported_partitions(context: OutputContext | InputContext, asset: str) -> None:
+    """Refuse partitionings whose window replacement would delete points other partitions own.
+
+    Only time-window partitions (hourly, daily, ... any ``TimeWindowPartitionsDefinition``) and
+    unpartitioned assets are stored: a ``MultiPartitionsDefinition`` (hour x site) would have its whole
+    hour deleted when one site re-runs, and static/dynamic partitions have no window at all.
+    """
+    if not context.has_asset_partitions:
+        return
+    partitions_def = context.asset_partitions_def
+    if isinstance(partitions_def, TimeWindowPartitionsDefinition):
+        return
+    raise UnsupportedPartitionsError(
+        f"InfluxDBIOManager stores time-window partitioned (TimeWindowPartitionsDefinition: hourly, daily, "
+        f"...) and unpartitioned assets; {asset} is partitioned by {type(partitions_def).__name__}, whose "
+        "partitions would share one time window, so replacing one would delete the others' points. Nothing "
+        "was written or deleted. Store it time-partitioned with the key as a tag column instead."
+    )
 
 
 def _window(context: OutputContext | InputContext) -> tuple[int, int] | None:
@@ -180,6 +198,8 @@ class InfluxDBIOManager(ConfigurableIOManager):
         "(see influx_assets.influxdb.ledger) before failing with WindowNotCommittedError.",
     )
 
+    _warned: set[str] = PrivateAttr(default_factory=set)
+
     # --- where -----------------------------------------------------------------------------------
     def _target(self, context: OutputContext) -> tuple[str, str, list[str], str]:
         meta = _metadata(context)
@@ -197,6 +217,7 @@ class InfluxDBIOManager(ConfigurableIOManager):
             return
         if not isinstance(obj, pd.DataFrame):
             raise InvalidFrameError(f"InfluxDBIOManager stores pandas DataFrames, got {type(obj).__name__}")
+        _refuse_unsupported_partitions(context, context.asset_key.to_user_string())
         database, measurement, tags, time_column = self._target(context)
         window = _window(context)
         where = MeasurementSlice(database, measurement, *(window or ()))
@@ -222,8 +243,8 @@ class InfluxDBIOManager(ConfigurableIOManager):
             counts = _rows_per_window(starts, times[encoded.written])
             taken = ledger.commit(where, counts, write_id, run_id)
         caveat = self.influxdb.delete_caveat() if deleted else None
-        if caveat and caveat not in _WARNED:
-            _WARNED.add(caveat)  # once per process: every later DELETE on the same server has the same risk
+        if caveat and caveat not in self._warned:
+            self._warned.add(caveat)  # once per step: every later DELETE on that server has the same risk
             context.log.warning(caveat)
         if taken:
             context.log.warning(
@@ -277,6 +298,7 @@ class InfluxDBIOManager(ConfigurableIOManager):
         """Load exactly the mapped upstream window(s), typed by the server's schema."""
         upstream = context.upstream_output
         assert upstream is not None
+        _refuse_unsupported_partitions(context, context.asset_key.to_user_string())
         database, measurement, _tags, _ = self._target(upstream)
         columns = (context.definition_metadata or {}).get(COLUMNS_KEY)
         if context.has_asset_partitions and not context.asset_partition_keys:

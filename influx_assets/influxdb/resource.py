@@ -173,7 +173,7 @@ class InfluxDBResource(ConfigurableResource):
 
                 self._transport = V2Transport(
                     url=self.url, token=self.token, org=self.org, timeout=self.timeout_seconds,
-                    retry=self.retry_settings, batch_size=self.write_batch_size, on_retry=self._note_retry,
+                    retry=self.retry_settings, gzip_level=self.gzip_level, batch_size=self.write_batch_size, on_retry=self._note_retry,
                 )
         return self._transport
 
@@ -233,10 +233,11 @@ class InfluxDBResource(ConfigurableResource):
         False where the window was empty or the server cannot delete a time range (InfluxDB 3).
         """
         transport = self.get_transport()
-        if not transport.supports_delete:
+        if transport.supports_delete and transport.delete(where):
+            return True
+        if not transport.supports_delete:  # known before, or learnt by the transport's first ping
             log.warning("server cannot delete a time range; stale points may remain in %s", where)
-            return False
-        return transport.delete(where)
+        return False
 
     def delete_caveat(self) -> str | None:
         """Why a window replacement by DELETE is unsafe on this server, if it is (InfluxDB 1.x < 1.7.5)."""

@@ -184,10 +184,10 @@ class V1Transport:
         *other* windows from the index (influxdata/influxdb#10503, fixed in 1.7), so we issue one only
         when there is something to replace. Returns whether a ``DELETE`` was sent.
         """
-        if not self.query_json(where.database, influxql.first_point(where)):
-            return False
         if self._info is None:
-            self.ping()  # to know whether this server has the DELETE bug (see ``server``)
+            self.ping()  # whether the server can delete at all (not 3.x), and has the DELETE bug (1.6)
+        if not self.supports_delete or not self.query_json(where.database, influxql.first_point(where)):
+            return False
         self.query_json(where.database, influxql.delete_window(where))
         return True
 

@@ -27,13 +27,14 @@ from influxdb_client.domain.dialect import Dialect
 from influxdb_client.rest import ApiException
 
 from . import flux
-from .annotated_csv import parse_annotated_csv, pivoted_frame
+from .annotated_csv import AnnotatedTable, parse_annotated_csv, pivoted_frame
 from .errors import (
     BadRequestError,
     InfluxAssetsError,
     InvalidFrameError,
     ServerUnreachableError,
     TransientInfluxError,
+    UnsupportedServerError,
     redact,
 )
 from .http import classify_response, public_url, retry_after_seconds
@@ -212,15 +213,18 @@ class V2Transport:
 
     def query_csv(self, query: str) -> bytes:
         """Run Flux and return the raw annotated-CSV body (``#datatype`` and ``#group`` rows)."""
+        return self._call("Flux query", lambda: self._fetch(query))
 
-        def fetch() -> bytes:
-            response = self._query_api.query_raw(query, org=self.org, dialect=QUERY_DIALECT)
-            try:
-                return bytes(response.data)
-            finally:
-                response.release_conn()
+    def query_tables(self, query: str) -> list[AnnotatedTable]:
+        """Run Flux and parse the result; an in-band error saying the server ran out of capacity is retried."""
+        return self._call("Flux query", lambda: parse_annotated_csv(self._fetch(query), self.where))
 
-        return self._call("Flux query", fetch)
+    def _fetch(self, query: str) -> bytes:
+        response = self._query_api.query_raw(query, org=self.org, dialect=QUERY_DIALECT)
+        try:
+            return bytes(response.data)
+        finally:
+            response.release_conn()
 
     def read(self, where: MeasurementSlice, schema: KnownSchema | None = None) -> pd.DataFrame:
         """Read the slice: ``time`` (UTC) first, then tags (str), then fields typed by ``#datatype``.
@@ -232,7 +236,7 @@ class V2Transport:
 
         if where.columns is not None and not where.columns:
             return empty_frame(known_or_asked()[0], {})
-        tables = parse_annotated_csv(self.query_csv(flux.select_window(where)), self.where)
+        tables = self.query_tables(flux.select_window(where))
         frame = pivoted_frame(tables)
         if frame is not None:
             return frame
@@ -273,7 +277,7 @@ class V2Transport:
     def _schema(self, where: MeasurementSlice) -> tuple[list[str], dict[str, str]]:
         """Tag keys and field types of the whole measurement (all time, no tag filters)."""
         whole = MeasurementSlice(where.database, where.measurement)
-        tables = parse_annotated_csv(self.query_csv(flux.first_per_series(whole)), self.where)
+        tables = self.query_tables(flux.first_per_series(whole))
         tag_keys: set[str] = set()
         seen: dict[str, list[str]] = {}
         for table in tables:
@@ -290,7 +294,7 @@ class V2Transport:
             try:
                 return operation()
             except ApiException as error:
-                raise self._api_error(error) from None
+                raise self._api_error(error, description) from None
             except InfluxDBError as error:  # raised client-side, e.g. the org lookup found nothing
                 message = redact(str(error.message), (self.token,))
                 raise BadRequestError(f"InfluxDB at {self.where}: {message}") from None
@@ -304,7 +308,14 @@ class V2Transport:
             attempt, self.retry, f"{description} at {self.where}", on_retry=self.on_retry
         )
 
-    def _api_error(self, error: ApiException) -> InfluxAssetsError:
+    def _api_error(self, error: ApiException, description: str = "") -> InfluxAssetsError:
+        if error.status == 404 and description in ("delete", "Flux query") and _is_missing_route(error):
+            endpoint = "/api/v2/delete" if description == "delete" else "/api/v2/query"
+            return UnsupportedServerError(
+                f"InfluxDB at {self.where} has no {endpoint} (InfluxDB 3 or Cloud Serverless): use "
+                "InfluxDBResource(api='v1'), which reads with InfluxQL and writes through /write; those "
+                "servers cannot delete a time range, so re-running a window there cannot remove stale points"
+            )
         if not error.status:  # status 0: TLS failure before any HTTP exchange
             detail = redact(str(error.reason), (self.token,))
             return ServerUnreachableError(
@@ -313,6 +324,12 @@ class V2Transport:
         text = redact(_body_text(error), (self.token,)).strip()
         retry_after = retry_after_seconds(error) if error.headers is not None else None  # seconds or HTTP-date
         return classify_response(int(error.status), text, self.where, retry_after)
+
+
+def _is_missing_route(error: ApiException) -> bool:
+    """A 404 for the endpoint itself (3.x: plain ``Not found``), not for a bucket or org it names."""
+    text = _body_text(error).lower()
+    return "bucket" not in text and "organization" not in text and "org " not in text
 
 
 def _body_text(error: ApiException) -> str:
