@@ -1,5 +1,5 @@
-# Sourced by the scripts: the variables the code location reads (all of them must exist for Dagster's
-# EnvVar, so unused ones are exported empty) and a project-local DAGSTER_HOME.
+# Sourced by the scripts: the variables the code location reads (only INFLUXDB_URL is required; the
+# others default as documented in influx_assets/influxdb/environment.py) and a project-local DAGSTER_HOME.
 export INFLUXDB_DATABASE="${INFLUXDB_DATABASE:-telemetry}"
 export INFLUXDB_TOKEN="${INFLUXDB_TOKEN:-}"
 export INFLUXDB_ORG="${INFLUXDB_ORG:-}"
