@@ -68,22 +68,13 @@ def test_an_asset_materializes_with_only_influxdb_url_set(
             oracle.query(f'DELETE FROM "example_readings" {WINDOW_0700}')
 
 
-@pytest.mark.parametrize(
-    ("variables", "named", "accepted"),
-    [
-        ({}, "INFLUXDB_URL is not set", "http://127.0.0.1:8086"),
-        ({"INFLUXDB_URL": "localhost:8086"}, "INFLUXDB_URL is 'localhost:8086'", "http://"),
-        ({"INFLUXDB_URL": "http://127.0.0.1:8086", "INFLUXDB_API": "v3"}, "INFLUXDB_API is 'v3'", "'v1'"),
-    ],
-)
-def test_a_missing_or_malformed_setting_fails_the_run_with_one_sentence_naming_it(
-    tmp_path: Path, variables: dict[str, str], named: str, accepted: str
-) -> None:
+def test_without_influxdb_url_the_run_fails_at_once_with_one_sentence_naming_it(tmp_path: Path) -> None:
+    # the other malformed values are covered without a subprocess in test_environment.py
     done = subprocess.run(
         [str(Path(sys.executable).with_name("dagster")), "asset", "materialize", "-m", "influx_assets.definitions",
          "--select", "example_readings", "--partition", "2024-01-03-06:00"],
-        cwd=tmp_path, env=_only(tmp_path, **variables), capture_output=True, text=True, timeout=300,
+        cwd=tmp_path, env=_only(tmp_path), capture_output=True, text=True, timeout=300,
     )
     assert done.returncode != 0
     output = done.stdout + done.stderr
-    assert named in output and accepted in output, output[-3000:]
+    assert "INFLUXDB_URL is not set; set it to the base URL of your InfluxDB" in output, output[-3000:]
