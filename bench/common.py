@@ -21,11 +21,11 @@ from pathlib import Path
 import urllib3
 
 from influx_assets.influxdb import InfluxDBResource
-from influx_assets.influxdb.http import HttpSession
-from influx_assets.influxdb.influxql import quote_ident
-from influx_assets.local_server import LocalInfluxd
+from influx_assets.influxdb.client.http import HttpSession
+from influx_assets.influxdb.client.influxql import quote_ident
+from influx_assets.devtools.local_server import LocalInfluxd
 
-from .figures import median
+from bench.figures import median
 
 
 @dataclass

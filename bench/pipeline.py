@@ -22,10 +22,10 @@ from pathlib import Path
 import pandas as pd
 from dagster import AssetSelection, DagsterInstance, PartitionKeyRange, materialize
 
-from influx_assets.feed import write_simulation
-from influx_assets.influxdb.influxql import quote_ident
-from influx_assets.partitions import hourly_windows
-from influx_assets.pipeline import (
+from influx_assets.devtools.feed import write_simulation
+from influx_assets.influxdb.client.influxql import quote_ident
+from influx_assets.telemetry.partitions import hourly_windows
+from influx_assets.telemetry import (
     ColdStorage,
     normalized_telemetry,
     pipeline_assets,
@@ -33,10 +33,10 @@ from influx_assets.pipeline import (
     validate_telemetry,
 )
 from influx_assets.resources import resources_for
-from influx_assets.simulate import SimulationConfig, simulate
+from influx_assets.devtools.simulate import SimulationConfig, simulate
 
-from .common import BenchContext, Timing, cpu_summary, interleaved_trials
-from .figures import Figure, Goal
+from bench.common import BenchContext, Timing, cpu_summary, interleaved_trials
+from bench.figures import Figure, Goal
 
 START = pd.Timestamp("2025-03-03T00:00:00Z")
 WINDOWS = 168

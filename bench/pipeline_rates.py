@@ -30,14 +30,14 @@ from pathlib import Path
 import pandas as pd
 from dagster import AssetSelection, DagsterInstance, materialize
 
-from influx_assets.feed import write_simulation
+from influx_assets.devtools.feed import write_simulation
 from influx_assets.influxdb import InfluxDBResource
-from influx_assets.influxdb.influxql import quote_ident
-from influx_assets.influxdb.line_protocol import encode_frame
-from influx_assets.pipeline import ColdStorage, daily_assets, hourly_assets, pipeline_assets, pipeline_checks
-from influx_assets.pipeline.aggregate import aggregate_5m
-from influx_assets.pipeline.archive import archive_path, days_of, write_day
-from influx_assets.pipeline.contract import (
+from influx_assets.influxdb.client.influxql import quote_ident
+from influx_assets.influxdb.client.line_protocol import encode_frame
+from influx_assets.telemetry import ColdStorage, daily_assets, hourly_assets, pipeline_assets, pipeline_checks
+from influx_assets.telemetry.aggregate import aggregate_5m
+from influx_assets.telemetry.archive import archive_path, days_of, write_day
+from influx_assets.telemetry.contract import (
     FEATURES_MEASUREMENT,
     FIVE_MINUTE_MEASUREMENT,
     HOURLY_MEASUREMENT,
@@ -49,16 +49,16 @@ from influx_assets.pipeline.contract import (
     SLIDING_MEASUREMENT,
     VALIDATED_MEASUREMENT,
 )
-from influx_assets.pipeline.downsample import downsample_1h
-from influx_assets.pipeline.features import features_by_sensor
-from influx_assets.pipeline.normalize import normalize_window
-from influx_assets.pipeline.sliding import sliding_15m
-from influx_assets.pipeline.validate import validate_window
+from influx_assets.telemetry.downsample import downsample_1h
+from influx_assets.telemetry.features import features_by_sensor
+from influx_assets.telemetry.normalize import normalize_window
+from influx_assets.telemetry.sliding import sliding_15m
+from influx_assets.telemetry.validate import validate_window
 from influx_assets.resources import resources_for
-from influx_assets.simulate import Simulation, SimulationConfig, simulate
+from influx_assets.devtools.simulate import Simulation, SimulationConfig, simulate
 
-from .common import BenchContext, Timing, cpu_summary, interleaved_trials
-from .figures import Figure, Goal, median
+from bench.common import BenchContext, Timing, cpu_summary, interleaved_trials
+from bench.figures import Figure, Goal, median
 
 START = pd.Timestamp("2025-03-03T00:00:00Z")  # a Monday: 7 days = one daily range run
 DAY = pd.Timedelta(days=1)

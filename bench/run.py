@@ -20,8 +20,8 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .common import BenchContext, bench_server, server_version
-from .figures import Figure, machine, render_table, report, write_results
+from bench.common import BenchContext, bench_server, server_version
+from bench.figures import Figure, machine, render_table, report, write_results
 
 
 @dataclass(frozen=True)

@@ -24,13 +24,13 @@ import numpy as np
 import pandas as pd
 from dagster import DailyPartitionsDefinition, OutputContext, build_input_context, build_output_context
 
-from influx_assets.influxdb import influxql
+from influx_assets.influxdb.client import influxql
 from influx_assets.influxdb.io_manager import InfluxDBIOManager
-from influx_assets.influxdb.line_protocol import encode_frame
-from influx_assets.influxdb.slice import MeasurementSlice
+from influx_assets.influxdb.client.line_protocol import encode_frame
+from influx_assets.influxdb.client.slice import MeasurementSlice
 
-from .common import BenchContext, Timing, cpu_summary, interleaved_trials, timed
-from .figures import Figure, Goal, median
+from bench.common import BenchContext, Timing, cpu_summary, interleaved_trials, timed
+from bench.figures import Figure, Goal, median
 
 DAY = "2024-01-01"
 PARTITIONS = DailyPartitionsDefinition(start_date=DAY, timezone="UTC")

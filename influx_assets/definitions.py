@@ -2,12 +2,12 @@
 
 from dagster import Definitions
 
-from .examples import example_readings, example_readings_summary
-from .late_data import late_data_sensor
-from .pipeline import pipeline_assets, pipeline_checks
-from .resources import influxdb_from_env, resources_for
-from .schedules import daily_pipeline_job, hourly_pipeline_job, pipeline_schedules
-from .sensors import sensors as failure_sensors
+from influx_assets.examples import example_readings, example_readings_summary
+from influx_assets.automation.late_data import late_data_sensor
+from influx_assets.telemetry import pipeline_assets, pipeline_checks
+from influx_assets.resources import influxdb_from_env, resources_for
+from influx_assets.automation.schedules import daily_pipeline_job, hourly_pipeline_job, pipeline_schedules
+from influx_assets.automation.sensors import sensors as failure_sensors
 
 defs = Definitions(
     assets=[example_readings, example_readings_summary, *pipeline_assets],

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 from dagster import AssetExecutionContext, asset
 
-from .observability import record_stage_metrics
-from .partitions import hourly_windows
+from influx_assets.observability.stage_metrics import record_stage_metrics
+from influx_assets.telemetry.partitions import hourly_windows
 
 EXAMPLE_SENSORS = ("s-1", "s-2", "s-3")
 
@@ -23,6 +23,7 @@ EXAMPLE_SENSORS = ("s-1", "s-2", "s-3")
     metadata={"influxdb/measurement": "example_readings", "influxdb/tags": ["sensor_id"]},
     kinds={"influxdb", "pandas"},
     group_name="examples",
+    required_resource_keys={"influxdb"},  # the stage's metrics point
 )
 def example_readings(context: AssetExecutionContext) -> pd.DataFrame:
     """One reading per minute per sensor in the window, the same on every run of that window."""
@@ -44,6 +45,7 @@ def example_readings(context: AssetExecutionContext) -> pd.DataFrame:
     metadata={"influxdb/measurement": "example_readings_summary", "influxdb/tags": ["sensor_id"]},
     kinds={"influxdb", "pandas"},
     group_name="examples",
+    required_resource_keys={"influxdb"},
 )
 def example_readings_summary(context: AssetExecutionContext, example_readings: pd.DataFrame) -> pd.DataFrame:
     """Mean and count per sensor for the window, stamped at the window start."""

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from dagster import InitResourceContext, ResourceDefinition, resource
 
-from .influxdb import InfluxDBResource
-from .influxdb.io_manager import InfluxDBIOManager
-from .pipeline.archive import ColdStorage
+from influx_assets.influxdb import InfluxDBIOManager, InfluxDBResource
+from influx_assets.telemetry.archive import ColdStorage
 
 #: Every variable the code location's InfluxDB resource reads; only ``INFLUXDB_URL`` is required
-#: (defaults: influx_assets.influxdb.environment).
+#: (defaults: influx_assets.influxdb.client.environment).
 INFLUXDB_ENV_VARS = (
     "INFLUXDB_URL", "INFLUXDB_DATABASE", "INFLUXDB_TOKEN", "INFLUXDB_ORG",
     "INFLUXDB_USERNAME", "INFLUXDB_PASSWORD", "INFLUXDB_API",

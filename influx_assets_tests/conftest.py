@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from influx_assets.influxdb import InfluxDBResource
-from influx_assets.local_server import InfluxdNotInstalledError, LocalInfluxd
+from influx_assets.devtools.local_server import InfluxdNotInstalledError, LocalInfluxd
 from influx_assets_tests.influxql_oracle import InfluxQLOracle
 
 

@@ -4,7 +4,7 @@ Shared by the end-to-end, pipeline-fault and run-recovery tests:
 
 * :func:`run_stages` materializes stages (with their checks) for one window or a window range;
 * :func:`window_contents` reads every stage's window back through the independent InfluxQL oracle
-  and reduces it to a point count and a content fingerprint (:mod:`influx_assets.fingerprint`);
+  and reduces it to a point count and a content fingerprint (:mod:`influx_assets.telemetry.fingerprint`);
 * :func:`clean_reference` is what a run without any fault stores for a simulation: the same raw
   points processed into a fresh database. Fault tests compare against it window by window.
 
@@ -27,13 +27,13 @@ from dagster import (
     materialize,
 )
 
-from influx_assets.feed import write_simulation
-from influx_assets.fingerprint import frame_fingerprint
+from influx_assets.devtools.feed import write_simulation
+from influx_assets.telemetry.fingerprint import frame_fingerprint
 from influx_assets.influxdb import InfluxDBResource
-from influx_assets.pipeline import ColdStorage, hourly_assets, pipeline_assets, pipeline_checks
+from influx_assets.telemetry import ColdStorage, hourly_assets, pipeline_assets, pipeline_checks
 from influx_assets.resources import influxdb_from_env, resources_for
-from influx_assets.schedules import hourly_pipeline_job
-from influx_assets.simulate import Simulation, SimulationConfig, simulate
+from influx_assets.automation.schedules import hourly_pipeline_job
+from influx_assets.devtools.simulate import Simulation, SimulationConfig, simulate
 from influx_assets_tests.fault_proxy import SeenRequest
 from influx_assets_tests.influxql_oracle import InfluxQLOracle
 

@@ -7,11 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from influx_assets.pipeline.aggregate import aggregate_5m
-from influx_assets.pipeline.downsample import downsample_1h
-from influx_assets.pipeline.features import features_by_sensor
-from influx_assets.pipeline.sliding import sliding_15m
-from influx_assets.influxdb.pandas_versions import as_text
+from influx_assets.telemetry.aggregate import aggregate_5m
+from influx_assets.telemetry.downsample import downsample_1h
+from influx_assets.telemetry.features import features_by_sensor
+from influx_assets.telemetry.sliding import sliding_15m
+from influx_assets.influxdb.client.pandas_versions import as_text
 
 H0 = pd.Timestamp("2025-03-01T10:00:00Z")
 SERIES = ["site", "sensor_id", "kind"]

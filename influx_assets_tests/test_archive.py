@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from influx_assets.pipeline.archive import ColdStorage, archive_path, read_day, write_day
+from influx_assets.telemetry.archive import ColdStorage, archive_path, read_day, write_day
 
 DAY = pd.Timestamp("2025-03-01T00:00:00Z")
 

@@ -8,23 +8,20 @@ from dagster import (
     AssetKey,
     AssetSelection,
     Backoff,
-    DagsterEventType,
     DagsterInstance,
     Jitter,
-    RetryPolicy,
-    asset,
     build_schedule_context,
     build_sensor_context,
     materialize,
 )
 
 from influx_assets.definitions import defs
-from influx_assets.feed import write_simulation
-from influx_assets.late_data import closed_windows, late_data_sensor, late_window_requests, stale_day_requests
-from influx_assets.pipeline import ColdStorage, daily_assets, hourly_assets, pipeline_assets, pipeline_checks
-from influx_assets.pipeline.stage import DAILY_BACKFILL, HOURLY_BACKFILL
+from influx_assets.devtools.feed import write_simulation
+from influx_assets.automation.late_data import closed_windows, late_data_sensor, late_window_requests, stale_day_requests
+from influx_assets.telemetry import ColdStorage, daily_assets, hourly_assets, pipeline_assets, pipeline_checks
+from influx_assets.telemetry.stage import DAILY_BACKFILL, HOURLY_BACKFILL
 from influx_assets.resources import resources_for
-from influx_assets.simulate import SimulationConfig, simulate
+from influx_assets.devtools.simulate import SimulationConfig, simulate
 
 HOURLY = ["validated_telemetry", "quarantined_telemetry", "normalized_telemetry", "telemetry_5m", "telemetry_sliding_15m"]
 DAILY = ["telemetry_1h", "telemetry_archive", "sensor_features"]
@@ -46,11 +43,10 @@ def test_a_schedule_tick_requests_the_window_that_closed(schedule: str, tick: da
     assert request.partition_key == expected_partition
 
 
-def test_schedules_wait_a_grace_period_and_are_on_by_default() -> None:
-    hourly = defs.get_schedule_def("hourly_pipeline_schedule")
-    daily = defs.get_schedule_def("daily_pipeline_schedule")
-    assert (hourly.cron_schedule, daily.cron_schedule) == ("15 * * * *", "45 0 * * *")
-    assert {hourly.default_status.value, daily.default_status.value} == {"RUNNING"}
+def test_schedules_are_on_by_default() -> None:
+    statuses = {defs.get_schedule_def(name).default_status.value
+                for name in ("hourly_pipeline_schedule", "daily_pipeline_schedule")}
+    assert statuses == {"RUNNING"}
 
 
 def test_jobs_select_exactly_the_hourly_and_the_daily_stages() -> None:
@@ -65,29 +61,6 @@ def test_every_stage_retries_with_exponential_backoff_and_jitter_and_backfills_i
         assert policy.backoff == Backoff.EXPONENTIAL and policy.jitter == Jitter.PLUS_MINUS and policy.max_retries >= 2
         expected = HOURLY_BACKFILL if assets_def in hourly_assets else DAILY_BACKFILL
         assert assets_def.backfill_policy == expected
-
-
-ATTEMPTS: list[float] = []
-
-
-@asset(retry_policy=RetryPolicy(max_retries=3, delay=0.2, backoff=Backoff.EXPONENTIAL))
-def flaky_stage() -> int:
-    ATTEMPTS.append(datetime.now(timezone.utc).timestamp())
-    if len(ATTEMPTS) < 3:
-        raise ConnectionError("InfluxDB went away")
-    return len(ATTEMPTS)
-
-
-def test_a_step_failing_twice_then_succeeding_completes_after_growing_backoff() -> None:
-    ATTEMPTS.clear()
-    with DagsterInstance.ephemeral() as instance:
-        result = materialize([flaky_stage], instance=instance)
-        retries = [e for e in result.all_events if e.event_type == DagsterEventType.STEP_UP_FOR_RETRY]
-    assert result.success and len(ATTEMPTS) == 3
-    # Dagster's exponential backoff waits delay * (2**n - 1): 0.2 s, then 0.6 s
-    assert [e.event_specific_data.seconds_to_wait for e in retries] == pytest.approx([0.2, 0.6])
-    gaps = [b - a for a, b in zip(ATTEMPTS, ATTEMPTS[1:], strict=False)]
-    assert gaps[0] >= 0.2 and gaps[1] >= 0.6
 
 
 # --- late data -------------------------------------------------------------------------------------

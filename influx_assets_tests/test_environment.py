@@ -4,7 +4,7 @@ import pytest
 from dagster import EnvVar
 
 from influx_assets.influxdb import InfluxDBResource
-from influx_assets.influxdb.environment import InfluxDBConfigError, settings_from_env
+from influx_assets.influxdb.client.environment import InfluxDBConfigError, settings_from_env
 
 
 def test_unset_and_empty_variables_take_the_documented_defaults() -> None:

@@ -34,7 +34,7 @@ from influx_assets.influxdb import (
     ServerBusyError,
     ServerUnreachableError,
 )
-from influx_assets.local_server import LocalInfluxd, free_port
+from influx_assets.devtools.local_server import LocalInfluxd, free_port
 from influx_assets_tests.fault_proxy import Fault, FaultProxy
 from influx_assets_tests.influxql_oracle import InfluxQLOracle
 

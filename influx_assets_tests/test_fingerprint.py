@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from influx_assets.fingerprint import frame_fingerprint, window_fingerprints
+from influx_assets.telemetry.fingerprint import frame_fingerprint, window_fingerprints
 from influx_assets.influxdb import InfluxDBResource
 
 

@@ -14,8 +14,8 @@ from datetime import datetime, timezone
 import pandas as pd
 import pytest
 
-from influx_assets.influxdb import flux
-from influx_assets.influxdb.slice import MAX_TIME_NS, MIN_TIME_NS, MeasurementSlice
+from influx_assets.influxdb.client import flux
+from influx_assets.influxdb.client.slice import MAX_TIME_NS, MIN_TIME_NS, MeasurementSlice
 
 HOUR = MeasurementSlice.for_window(
     "telemetry",

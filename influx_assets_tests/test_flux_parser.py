@@ -13,8 +13,8 @@ import random
 
 import pytest
 
-from influx_assets.influxdb import flux
-from influx_assets.influxdb.slice import MeasurementSlice
+from influx_assets.influxdb.client import flux
+from influx_assets.influxdb.client.slice import MeasurementSlice
 from influx_assets_tests.flux_parser_client import FluxParse, flux_parser_available, parse_flux
 
 HOSTILE = [

@@ -3,8 +3,7 @@
 import pytest
 
 from influx_assets.influxdb import MeasurementSlice
-from influx_assets.influxdb.influxql import (
-    count_window,
+from influx_assets.influxdb.client.influxql import (
     create_database,
     delete_window,
     first_point,
@@ -55,11 +54,9 @@ def test_delete_covers_exactly_the_window() -> None:
     assert delete_window(MeasurementSlice("db", "m", 5, 7)) == 'DELETE FROM "m" WHERE time >= 5 AND time < 7'
     assert first_point(MeasurementSlice("db", "m", 5, 7)) == 'SELECT * FROM "m" WHERE time >= 5 AND time < 7 LIMIT 1'
 
-
 def test_schema_and_admin_statements() -> None:
     assert show_field_keys('a"b') == 'SHOW FIELD KEYS FROM "a\\"b"'
     assert create_database("tele metry") == 'CREATE DATABASE "tele metry"'
-    assert count_window(MeasurementSlice("d", "m", 1, 2), "v") == 'SELECT COUNT("v") FROM "m" WHERE time >= 1 AND time < 2'
 
 
 def test_an_empty_window_is_refused() -> None:

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from influx_assets.influxdb import InfluxDBResource
-from influx_assets.influxdb.influxql_csv import parse_influxql_csv, parse_influxql_csv_stream
+from influx_assets.influxdb.client.influxql_csv import parse_influxql_csv, parse_influxql_csv_stream
 
 HEADER = b"name,tags,time,sensor_id,value,note\n"
 ROWS = [

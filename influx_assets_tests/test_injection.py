@@ -18,7 +18,7 @@ import pytest
 from dagster import HourlyPartitionsDefinition, asset, materialize, mem_io_manager
 
 from influx_assets.influxdb import InfluxDBIOManager, InfluxDBResource, InvalidFrameError, MeasurementSlice
-from influx_assets.influxdb.influxql import (
+from influx_assets.influxdb.client.influxql import (
     delete_window,
     quote_ident,
     quote_literal,

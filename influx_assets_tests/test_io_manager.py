@@ -4,6 +4,7 @@ Pattern from dagster-duckdb: materialize window A, then B, then A again; A is re
 """
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -12,25 +13,28 @@ from dagster import (
     AssetExecutionContext,
     AssetIn,
     DagsterInstance,
-    MultiPartitionKey,
-    MultiPartitionsDefinition,
-    StaticPartitionsDefinition,
+    ResourceDefinition,
     TimeWindowPartitionMapping,
     asset,
     materialize,
 )
 
 from influx_assets.influxdb import InfluxDBResource, InvalidFrameError
-from influx_assets.partitions import daily_windows, hourly_windows
+from influx_assets.telemetry.partitions import daily_windows, hourly_windows
 from influx_assets.resources import resources_for
 from influx_assets_tests.influxql_oracle import InfluxQLOracle
-from influx_assets.influxdb.pandas_versions import TEXT_DTYPE
-from influx_assets.influxdb.transport import ServerInfo
+from influx_assets.influxdb.client.pandas_versions import TEXT_DTYPE
+from influx_assets.influxdb.client.transport import ServerInfo
 
 H0 = pd.Timestamp("2024-03-10T00:00:00Z")
-#: What the `readings` asset returns, per partition key; tests set it before materializing.
-PRODUCE: dict[str, Callable[[pd.Timestamp, pd.Timestamp], pd.DataFrame]] = {}
-SEEN: dict[str, pd.DataFrame] = {}
+
+
+@dataclass
+class Script:
+    """Per test: what the assets return (``produce``: asset -> rows of a window) and what they received."""
+
+    produce: dict[str, Callable[[pd.Timestamp, pd.Timestamp], pd.DataFrame]] = field(default_factory=dict)
+    seen: dict[str, pd.DataFrame] = field(default_factory=dict)
 
 
 def minute_rows(start: pd.Timestamp, end: pd.Timestamp, sensors: tuple[str, ...] = ("s1", "s2")) -> pd.DataFrame:
@@ -43,46 +47,54 @@ def minute_rows(start: pd.Timestamp, end: pd.Timestamp, sensors: tuple[str, ...]
 
 
 @asset(partitions_def=hourly_windows, io_manager_key="influxdb_io_manager",
-       metadata={"influxdb/tags": ["sensor_id"]}, kinds={"influxdb", "pandas"})
+       metadata={"influxdb/tags": ["sensor_id"]}, kinds={"influxdb", "pandas"}, required_resource_keys={"script"})
 def readings(context: AssetExecutionContext) -> pd.DataFrame:
     window = context.partition_time_window
-    produce = PRODUCE.get("readings", minute_rows)
+    produce = context.resources.script.produce.get("readings", minute_rows)
     return produce(pd.Timestamp(window.start), pd.Timestamp(window.end))
 
 
-@asset(partitions_def=daily_windows, io_manager_key="influxdb_io_manager", kinds={"influxdb", "pandas"})
+@asset(partitions_def=daily_windows, io_manager_key="influxdb_io_manager", kinds={"influxdb", "pandas"},
+       required_resource_keys={"script"})
 def daily_count(context: AssetExecutionContext, readings: pd.DataFrame) -> pd.DataFrame:
-    SEEN["daily"] = readings
+    context.resources.script.seen["daily"] = readings
     return pd.DataFrame({"time": [pd.Timestamp(context.partition_time_window.start)], "n": [len(readings)]})
 
 
 @asset(
     partitions_def=hourly_windows, io_manager_key="influxdb_io_manager", kinds={"influxdb", "pandas"},
     ins={"readings": AssetIn(partition_mapping=TimeWindowPartitionMapping(start_offset=-1))},
+    required_resource_keys={"script"},
 )
 def lookback_count(context: AssetExecutionContext, readings: pd.DataFrame) -> pd.DataFrame:
-    SEEN["lookback"] = readings
+    context.resources.script.seen["lookback"] = readings
     return pd.DataFrame({"time": [pd.Timestamp(context.partition_time_window.start)], "n": [len(readings)]})
 
 
-@asset(partitions_def=hourly_windows, io_manager_key="influxdb_io_manager", kinds={"influxdb", "pandas"})
-def readings_seen_downstream(readings: pd.DataFrame) -> None:
-    SEEN["downstream"] = readings
+@asset(partitions_def=hourly_windows, io_manager_key="influxdb_io_manager", kinds={"influxdb", "pandas"},
+       required_resource_keys={"script"})
+def readings_seen_downstream(context: AssetExecutionContext, readings: pd.DataFrame) -> None:
+    context.resources.script.seen["downstream"] = readings
 
 
-@asset(io_manager_key="influxdb_io_manager", metadata={"influxdb/measurement": "sensor_catalog", "influxdb/tags": ["sensor_id"]})
-def catalog() -> pd.DataFrame:
-    return PRODUCE["catalog"](H0, H0)
+@asset(io_manager_key="influxdb_io_manager", metadata={"influxdb/measurement": "sensor_catalog", "influxdb/tags": ["sensor_id"]},
+       required_resource_keys={"script"})
+def catalog(context: AssetExecutionContext) -> pd.DataFrame:
+    return context.resources.script.produce["catalog"](H0, H0)
 
 
-@pytest.fixture(autouse=True)
-def reset_producers() -> None:
-    PRODUCE.clear()
-    SEEN.clear()
+@pytest.fixture
+def script() -> Script:
+    return Script()
 
 
-def run(influxdb: InfluxDBResource, assets: list, **kwargs: object) -> object:
-    return materialize(assets, resources=resources_for(influxdb), instance=DagsterInstance.ephemeral(), **kwargs)
+@pytest.fixture
+def run(script: Script) -> Callable[..., object]:
+    def materialize_with_script(influxdb: InfluxDBResource, assets: list, **kwargs: object) -> object:
+        resources = {**resources_for(influxdb), "script": ResourceDefinition.hardcoded_resource(script)}
+        return materialize(assets, resources=resources, instance=DagsterInstance.ephemeral(), **kwargs)
+
+    return materialize_with_script
 
 
 def key(hour: int) -> str:
@@ -94,7 +106,7 @@ def window_where(hour: int, hours: int = 1) -> str:
     return f"WHERE time >= {start.value} AND time < {(start + pd.Timedelta(hours=hours)).value}"
 
 
-def test_materializing_a_window_twice_leaves_exactly_one_copy(influxdb, oracle: InfluxQLOracle) -> None:
+def test_materializing_a_window_twice_leaves_exactly_one_copy(run, influxdb, oracle: InfluxQLOracle) -> None:
     run(influxdb, [readings], partition_key=key(0))
     first = oracle.rows(f'SELECT * FROM "readings" {window_where(0)}')
     run(influxdb, [readings], partition_key=key(0))
@@ -104,7 +116,7 @@ def test_materializing_a_window_twice_leaves_exactly_one_copy(influxdb, oracle: 
     assert len({(r["time"], r["sensor_id"]) for r in second}) == 120
 
 
-def test_a_first_write_sends_no_delete_and_a_rewrite_does(influxdb) -> None:
+def test_a_first_write_sends_no_delete_and_a_rewrite_does(run, influxdb) -> None:
     # InfluxDB 1.6's DELETE can hide recent points of other windows (influxdata/influxdb#10503):
     # the IO manager deletes only when the window holds something to replace.
     first = run(influxdb, [readings], partition_key=key(0)).get_asset_materialization_events()[0]
@@ -113,31 +125,31 @@ def test_a_first_write_sends_no_delete_and_a_rewrite_does(influxdb) -> None:
     assert again.materialization.metadata["window_replaced"].value is True
 
 
-def test_rewriting_a_window_with_fewer_rows_removes_stale_points(influxdb, oracle) -> None:
+def test_rewriting_a_window_with_fewer_rows_removes_stale_points(run, script, influxdb, oracle) -> None:
     run(influxdb, [readings], partition_key=key(0))
-    PRODUCE["readings"] = lambda s, e: minute_rows(s, e, sensors=("s1",)).iloc[::2]
+    script.produce["readings"] = lambda s, e: minute_rows(s, e, sensors=("s1",)).iloc[::2]
     run(influxdb, [readings], partition_key=key(0))
     rows = oracle.rows(f'SELECT * FROM "readings" {window_where(0)}')
     assert len(rows) == 30
     assert {r["sensor_id"] for r in rows} == {"s1"}
 
 
-def test_neighbouring_windows_and_other_measurements_are_untouched(influxdb, oracle) -> None:
+def test_neighbouring_windows_and_other_measurements_are_untouched(run, script, influxdb, oracle) -> None:
     influxdb.write_frame(minute_rows(H0, H0 + pd.Timedelta(hours=2)), "bystander", ["sensor_id"])
     run(influxdb, [readings], partition_key=key(0))
     run(influxdb, [readings], partition_key=key(1))
     before_b = oracle.rows(f'SELECT * FROM "readings" {window_where(1)}')
-    PRODUCE["readings"] = lambda s, e: minute_rows(s, e).assign(value=-1.0)
+    script.produce["readings"] = lambda s, e: minute_rows(s, e).assign(value=-1.0)
     run(influxdb, [readings], partition_key=key(0))
     assert {r["value"] for r in oracle.rows(f'SELECT * FROM "readings" {window_where(0)}')} == {-1.0}
     assert oracle.rows(f'SELECT * FROM "readings" {window_where(1)}') == before_b
     assert oracle.count("bystander") == 240
 
 
-def test_an_empty_frame_clears_its_window_only(influxdb, oracle) -> None:
+def test_an_empty_frame_clears_its_window_only(run, script, influxdb, oracle) -> None:
     run(influxdb, [readings], partition_key=key(0))
     run(influxdb, [readings], partition_key=key(1))
-    PRODUCE["readings"] = lambda s, e: minute_rows(s, e).iloc[0:0]
+    script.produce["readings"] = lambda s, e: minute_rows(s, e).iloc[0:0]
     result = run(influxdb, [readings], partition_key=key(0))
     assert oracle.count("readings", where=window_where(0)) == 0
     assert oracle.count("readings", where=window_where(1)) == 120
@@ -145,9 +157,9 @@ def test_an_empty_frame_clears_its_window_only(influxdb, oracle) -> None:
     assert event.materialization.metadata["dagster/row_count"].value == 0
 
 
-def test_rows_outside_the_window_are_rejected_and_nothing_is_written(influxdb, oracle) -> None:
+def test_rows_outside_the_window_are_rejected_and_nothing_is_written(run, script, influxdb, oracle) -> None:
     run(influxdb, [readings], partition_key=key(0))
-    PRODUCE["readings"] = lambda s, e: minute_rows(s, e + pd.Timedelta(minutes=1)).assign(value=7.0)
+    script.produce["readings"] = lambda s, e: minute_rows(s, e + pd.Timedelta(minutes=1)).assign(value=7.0)
     with pytest.raises(InvalidFrameError, match=r"2 of 122 rows .* outside the window .*01:00:00\+00:00") as error:
         run(influxdb, [readings], partition_key=key(0))
     assert "Nothing was written" in str(error.value)
@@ -155,36 +167,36 @@ def test_rows_outside_the_window_are_rejected_and_nothing_is_written(influxdb, o
     assert oracle.count("readings", where=window_where(0, 2)) == 120
 
 
-def test_a_point_on_the_window_end_belongs_to_the_next_window(influxdb, oracle) -> None:
-    PRODUCE["readings"] = lambda s, e: pd.DataFrame({"time": [e], "sensor_id": ["s1"], "value": [1.0]})
+def test_a_point_on_the_window_end_belongs_to_the_next_window(run, script, influxdb, oracle) -> None:
+    script.produce["readings"] = lambda s, e: pd.DataFrame({"time": [e], "sensor_id": ["s1"], "value": [1.0]})
     with pytest.raises(InvalidFrameError, match="1 of 1 rows"):
         run(influxdb, [readings], partition_key=key(0))
-    PRODUCE["readings"] = lambda s, e: pd.DataFrame({"time": [s], "sensor_id": ["s1"], "value": [1.0]})
+    script.produce["readings"] = lambda s, e: pd.DataFrame({"time": [s], "sensor_id": ["s1"], "value": [1.0]})
     run(influxdb, [readings], partition_key=key(1))
     assert oracle.count("readings", where=window_where(1)) == 1
 
 
-def test_daily_partition_loads_exactly_its_24_hourly_windows(influxdb, oracle) -> None:
+def test_daily_partition_loads_exactly_its_24_hourly_windows(run, script, influxdb, oracle) -> None:
     influxdb.write_frame(minute_rows(H0 - pd.Timedelta(hours=1), H0 + pd.Timedelta(hours=25)), "readings", ["sensor_id"])
     run(influxdb, [readings.to_source_asset(), daily_count], partition_key="2024-03-10")
-    loaded = SEEN["daily"]
+    loaded = script.seen["daily"]
     assert len(loaded) == 24 * 60 * 2
     assert loaded["time"].min() == H0
     assert loaded["time"].max() == H0 + pd.Timedelta(hours=24) - pd.Timedelta(minutes=1)
     assert oracle.rows('SELECT "n" FROM "daily_count" WHERE time >= 0')[0]["n"] == 2880
 
 
-def test_lookback_mapping_loads_the_previous_and_current_window(influxdb) -> None:
+def test_lookback_mapping_loads_the_previous_and_current_window(run, script, influxdb) -> None:
     influxdb.write_frame(minute_rows(H0, H0 + pd.Timedelta(hours=3)), "readings", ["sensor_id"])
     run(influxdb, [readings.to_source_asset(), lookback_count], partition_key=key(2))
-    loaded = SEEN["lookback"]
+    loaded = script.seen["lookback"]
     assert loaded["time"].min() == H0 + pd.Timedelta(hours=1)
     assert loaded["time"].max() == H0 + pd.Timedelta(hours=3) - pd.Timedelta(minutes=1)
     assert len(loaded) == 240
 
 
-def test_a_range_run_writes_every_window_and_reports_true_per_partition_counts(influxdb, oracle) -> None:
-    PRODUCE["readings"] = lambda s, e: minute_rows(s, e).query("time.dt.hour != 1")
+def test_a_range_run_writes_every_window_and_reports_true_per_partition_counts(run, script, influxdb, oracle) -> None:
+    script.produce["readings"] = lambda s, e: minute_rows(s, e).query("time.dt.hour != 1")
     result = run(
         influxdb, [readings],
         tags={"dagster/asset_partition_range_start": key(0), "dagster/asset_partition_range_end": key(2)},
@@ -196,7 +208,7 @@ def test_a_range_run_writes_every_window_and_reports_true_per_partition_counts(i
     assert {m["range_row_count"].value for m in by_partition.values()} == {240}
 
 
-def test_random_doubles_and_null_tags_reach_a_downstream_asset_exactly(influxdb) -> None:
+def test_random_doubles_and_null_tags_reach_a_downstream_asset_exactly(run, script, influxdb) -> None:
     rng = np.random.default_rng(20261202)
     values = np.concatenate([rng.uniform(-1e6, 1e6, 400), rng.uniform(0, 1, 300), 10 ** rng.uniform(-12, -5, 300)])
     sensor = np.where(np.arange(1000) % 2 == 0, None, "s1")  # null in half the rows
@@ -205,9 +217,9 @@ def test_random_doubles_and_null_tags_reach_a_downstream_asset_exactly(influxdb)
         times = start + pd.to_timedelta(np.arange(1000) * 3_600_000_000, unit="ns")
         return pd.DataFrame({"time": times, "sensor_id": pd.Series(sensor, dtype="str"), "value": values})
 
-    PRODUCE["readings"] = produce
+    script.produce["readings"] = produce
     run(influxdb, [readings, readings_seen_downstream], partition_key=key(0))
-    loaded = SEEN["downstream"].sort_values("time").reset_index(drop=True)
+    loaded = script.seen["downstream"].sort_values("time").reset_index(drop=True)
     assert len(loaded) == 1000
     changed = int((loaded["value"].to_numpy() != values).sum())
     assert changed == 0, f"{changed} of 1000 doubles changed on the way through InfluxDB"
@@ -240,15 +252,15 @@ def test_input_metadata_can_load_only_some_fields(influxdb) -> None:
     assert len(loaded) == 6
 
 
-def test_unpartitioned_asset_replaces_the_whole_measurement(influxdb, oracle) -> None:
-    PRODUCE["catalog"] = lambda s, e: minute_rows(H0, H0 + pd.Timedelta(minutes=10))
+def test_unpartitioned_asset_replaces_the_whole_measurement(run, script, influxdb, oracle) -> None:
+    script.produce["catalog"] = lambda s, e: minute_rows(H0, H0 + pd.Timedelta(minutes=10))
     run(influxdb, [catalog])
-    PRODUCE["catalog"] = lambda s, e: minute_rows(H0 + pd.Timedelta(days=30), H0 + pd.Timedelta(days=30, minutes=2))
+    script.produce["catalog"] = lambda s, e: minute_rows(H0 + pd.Timedelta(days=30), H0 + pd.Timedelta(days=30, minutes=2))
     run(influxdb, [catalog])
     assert oracle.count("sensor_catalog") == 4
 
 
-def test_materialization_metadata_describes_what_was_stored(influxdb) -> None:
+def test_materialization_metadata_describes_what_was_stored(run, influxdb) -> None:
     result = run(influxdb, [readings], partition_key=key(0))
     metadata = result.get_asset_materialization_events()[0].materialization.metadata
     assert metadata["dagster/row_count"].value == 120
@@ -260,9 +272,9 @@ def test_materialization_metadata_describes_what_was_stored(influxdb) -> None:
     assert metadata["points_dropped"].value == 0
 
 
-def test_a_long_range_run_gives_each_partition_its_own_small_metadata(influxdb, oracle) -> None:
+def test_a_long_range_run_gives_each_partition_its_own_small_metadata(run, script, influxdb, oracle) -> None:
     hours = 72
-    PRODUCE["readings"] = lambda s, e: minute_rows(s, e, sensors=("s1",)).iloc[::30]
+    script.produce["readings"] = lambda s, e: minute_rows(s, e, sensors=("s1",)).iloc[::30]
     result = run(
         influxdb, [readings],
         tags={"dagster/asset_partition_range_start": key(0), "dagster/asset_partition_range_end": key(hours - 1)},
@@ -277,60 +289,20 @@ def test_a_long_range_run_gives_each_partition_its_own_small_metadata(influxdb, 
     )
 
 
-HOUR_BY_SITE = MultiPartitionsDefinition({"hour": hourly_windows, "site": StaticPartitionsDefinition(["north", "south"])})
-
-
-@asset(partitions_def=HOUR_BY_SITE, io_manager_key="influxdb_io_manager", metadata={"influxdb/tags": ["site"]})
-def site_readings(context: AssetExecutionContext) -> pd.DataFrame:
-    keys = context.partition_key.keys_by_dimension
-    return site_rows(keys["site"], 10)
-
-
-@asset(partitions_def=StaticPartitionsDefinition(["north", "south"]), io_manager_key="influxdb_io_manager")
-def static_readings(context: AssetExecutionContext) -> pd.DataFrame:
-    return site_rows(context.partition_key, 10)
-
-
-def site_rows(site: str, count: int) -> pd.DataFrame:
-    times = H0 + pd.to_timedelta(np.arange(count), unit="min")
-    return pd.DataFrame({"time": times, "site": site, "value": np.arange(count, dtype=float)})
-
-
-@pytest.mark.parametrize(
-    ("assets", "partition_key", "kind"),
-    [
-        ([site_readings], MultiPartitionKey({"hour": key(0), "site": "north"}), "MultiPartitionsDefinition"),
-        ([static_readings], "north", "StaticPartitionsDefinition"),
-    ],
-    ids=["hour_x_site", "static"],
-)
-def test_partitionings_that_share_a_window_are_refused_before_anything_is_deleted(
-    influxdb, oracle, assets: list, partition_key: object, kind: str
-) -> None:
-    measurement = assets[0].key.path[-1]
-    influxdb.write_frame(site_rows("south", 30), measurement, ["site"])  # another partition's points
-    result = run(influxdb, assets, partition_key=partition_key, raise_on_error=False)
-    assert not result.success
-    (failure,) = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
-    message = failure.step_failure_data.error.cause.message if failure.step_failure_data.error.cause else ""
-    message += failure.step_failure_data.error.message
-    assert "UnsupportedPartitionsError" in message and kind in message and "Nothing was written" in message
-    assert oracle.count(measurement, "value") == 30  # south's points are still all there
-
-
 def test_a_server_with_the_delete_bug_warns_once_when_a_window_is_replaced(influxdb, influx_server) -> None:
     version = influxdb.ping().version
     if influxdb.ping().delete_bug_warning() is None:
         pytest.skip(f"server {version} has no DELETE bug")
     instance = DagsterInstance.ephemeral()
+    resources = {**resources_for(influxdb), "script": ResourceDefinition.hardcoded_resource(Script())}
 
     def warnings_of(result: object) -> list[str]:
         logs = instance.all_logs(result.run_id)  # type: ignore[attr-defined]
         return [e.user_message for e in logs if "influxdata/influxdb#10503" in e.user_message]
 
-    first = materialize([readings], resources=resources_for(influxdb), instance=instance, partition_key=key(0))
+    first = materialize([readings], resources=resources, instance=instance, partition_key=key(0))
     assert warnings_of(first) == []  # a first write sends no DELETE
-    again = materialize([readings, lookback_count], resources=resources_for(influxdb), instance=instance,
+    again = materialize([readings, lookback_count], resources=resources, instance=instance,
                         partition_key=key(0))  # replaces readings' window (DELETE); lookback's first write
     (warning,) = warnings_of(again)
     assert "1.7.5" in warning and version in warning

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from influx_assets.influxdb import InfluxDBResource, InvalidFrameError, encode_frame
-from influx_assets.influxdb.line_protocol import escape_key, escape_measurement, escape_string_field
+from influx_assets.influxdb.client.line_protocol import escape_key, escape_measurement, escape_string_field
 from influx_assets_tests.influxql_oracle import InfluxQLOracle
 
 T0 = pd.Timestamp("2024-01-01T00:00:00Z")

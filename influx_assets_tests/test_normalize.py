@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from influx_assets.pipeline.normalize import normalize_window
-from influx_assets.pipeline.reconciliation import series_completeness
-from influx_assets.influxdb.pandas_versions import as_text
+from influx_assets.telemetry.normalize import normalize_window
+from influx_assets.telemetry.reconciliation import series_completeness
+from influx_assets.influxdb.client.pandas_versions import as_text
 
 T0 = pd.Timestamp("2025-03-01T10:00:00Z")
 

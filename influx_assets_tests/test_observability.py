@@ -33,15 +33,15 @@ from opentelemetry.sdk.metrics.export import (
     PeriodicExportingMetricReader,
 )
 
-from influx_assets import metrics_export
+from influx_assets.observability import export as metrics_export
 from influx_assets.examples import example_readings, example_readings_summary
 from influx_assets.influxdb import InfluxDBResource
-from influx_assets.local_server import free_port
-from influx_assets.metrics_export import otel_export_requested, use_meter_provider
-from influx_assets.observability import queue_depth, record_stage_metrics
-from influx_assets.partitions import daily_windows, hourly_windows
+from influx_assets.devtools.local_server import free_port
+from influx_assets.observability.export import otel_export_requested, use_meter_provider
+from influx_assets.observability.stage_metrics import queue_depth, record_stage_metrics
+from influx_assets.telemetry.partitions import daily_windows, hourly_windows
 from influx_assets.resources import resources_for
-from influx_assets.sensors import pipeline_failure_sensor, run_window
+from influx_assets.automation.sensors import pipeline_failure_sensor, run_window
 from influx_assets_tests.influxql_oracle import InfluxQLOracle
 
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"

@@ -22,11 +22,11 @@ from dagster import (
 )
 from dagster._core.definitions.observe import observe  # no public in-process observe in 1.13
 
-from influx_assets.feed import write_simulation
+from influx_assets.devtools.feed import write_simulation
 from influx_assets.influxdb import InfluxDBIOManager
-from influx_assets.influxdb.ledger import LEDGER_MEASUREMENT
-from influx_assets.manifest import build_manifest
-from influx_assets.pipeline import (
+from influx_assets.influxdb import LEDGER_MEASUREMENT
+from influx_assets.devtools.manifest import build_manifest
+from influx_assets.telemetry import (
     REASON_CODES,
     ColdStorage,
     daily_assets,
@@ -35,10 +35,10 @@ from influx_assets.pipeline import (
     pipeline_checks,
     raw_telemetry,
 )
-from influx_assets.pipeline.archive import archive_path
-from influx_assets.pipeline.raw import observe_window, window_changed
+from influx_assets.telemetry.archive import archive_path
+from influx_assets.telemetry.raw import observe_window, window_changed
 from influx_assets.resources import resources_for
-from influx_assets.simulate import SimulationConfig, simulate
+from influx_assets.devtools.simulate import SimulationConfig, simulate
 from influx_assets_tests.pipeline_harness import (
     check_outcomes,
     keys_of,

@@ -21,14 +21,14 @@ from dagster import (
     instance_for_test,
 )
 
-from influx_assets.feed import write_simulation
+from influx_assets.devtools.feed import write_simulation
 from influx_assets.influxdb import InfluxDBResource
-from influx_assets.local_server import LocalInfluxd
-from influx_assets.partitions import daily_windows, hourly_windows
-from influx_assets.pipeline import hourly_assets, telemetry_1h
-from influx_assets.pipeline.contract import RAW_MEASUREMENT, RAW_TAGS
+from influx_assets.devtools.local_server import LocalInfluxd
+from influx_assets.telemetry.partitions import daily_windows, hourly_windows
+from influx_assets.telemetry import hourly_assets, telemetry_1h
+from influx_assets.telemetry.contract import RAW_MEASUREMENT, RAW_TAGS
 from influx_assets.resources import resources_for
-from influx_assets.simulate import Simulation, SimulationConfig, simulate
+from influx_assets.devtools.simulate import Simulation, SimulationConfig, simulate
 from influx_assets_tests.fault_proxy import Fault, FaultProxy, SeenRequest
 from influx_assets_tests.influxql_oracle import InfluxQLOracle
 from influx_assets_tests.pipeline_harness import (

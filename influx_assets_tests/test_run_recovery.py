@@ -26,13 +26,13 @@ import yaml
 from dagster import AssetKey, DagsterEventType, DagsterInstance, DagsterRun
 from dagster._core.instance.ref import InstanceRef  # the public way to open an instance from a dir
 
-from influx_assets.feed import write_simulation
+from influx_assets.devtools.feed import write_simulation
 from influx_assets.influxdb import InfluxDBResource
-from influx_assets.pipeline import hourly_assets, pipeline_assets
-from influx_assets.pipeline.stage import IO_MANAGER_KEY, writer_pool
-from influx_assets.pools import initialize_writer_pools, writer_pools
+from influx_assets.telemetry import hourly_assets, pipeline_assets
+from influx_assets.telemetry.stage import IO_MANAGER_KEY, writer_pool
+from influx_assets.automation.pools import initialize_writer_pools, writer_pools
 from influx_assets.resources import resources_for
-from influx_assets.simulate import Simulation
+from influx_assets.devtools.simulate import Simulation
 from influx_assets_tests.fault_proxy import Fault, FaultProxy
 from influx_assets_tests.influxql_oracle import InfluxQLOracle
 from influx_assets_tests.pipeline_harness import (
@@ -112,12 +112,12 @@ def test_every_writer_stage_declares_a_pool_and_dagster_yaml_limits_pools_to_one
         "validated_telemetry", "quarantined_telemetry", "normalized_telemetry", "telemetry_5m",
         "telemetry_sliding_15m", "telemetry_1h", "sensor_features",
     }
-    for stage in writers:
-        assert stage.op.pool == writer_pool(stage.op.name), stage.op.name
+    pools = [stage.op.pool for stage in writers]
+    assert all(pools) and len(set(pools)) == len(pools)  # every writer stage has a pool of its own
     instance = open_instance(dagster_home(tmp_path / "home"))
-    pools = instance.get_concurrency_config().pool_config
-    assert pools.default_pool_limit == 1
-    assert pools.pool_granularity.value == "op"
+    config = instance.get_concurrency_config().pool_config
+    assert config.default_pool_limit == 1
+    assert config.pool_granularity.value == "op"
     # a run whose worker died must give its slots back, or its stage is blocked for good (see the
     # daemon test below: without this setting its run retry waits forever)
     assert instance.run_monitoring_settings["free_slots_after_run_end_seconds"] > 0

@@ -26,7 +26,7 @@ from influx_assets.influxdb import (
     InfluxDBResource,
     ServerUnreachableError,
 )
-from influx_assets.local_server import LocalInfluxd, free_port
+from influx_assets.devtools.local_server import LocalInfluxd, free_port
 from influx_assets_tests.influxql_oracle import InfluxQLOracle
 
 USER = "admin"

@@ -5,10 +5,10 @@ import json
 import pandas as pd
 import pytest
 
-from influx_assets.cli import main
-from influx_assets.manifest import build_manifest
-from influx_assets.pipeline.contract import RAW_TAGS, REASON_CODES
-from influx_assets.simulate import DEFECT_KINDS, SimulationConfig, simulate
+from influx_assets.devtools.cli import main
+from influx_assets.devtools.manifest import build_manifest
+from influx_assets.telemetry.contract import RAW_TAGS, REASON_CODES
+from influx_assets.devtools.simulate import DEFECT_KINDS, SimulationConfig, simulate
 
 START = pd.Timestamp("2025-03-01T10:00:00Z")
 
@@ -97,9 +97,9 @@ def test_the_cli_writes_what_its_manifest_says(influx_url, database_name, oracle
 
 
 def test_the_pure_stages_reproduce_the_manifest():
-    from influx_assets.pipeline.aggregate import aggregate_5m
-    from influx_assets.pipeline.normalize import normalize_window
-    from influx_assets.pipeline.validate import reason_counts, validate_window
+    from influx_assets.telemetry.aggregate import aggregate_5m
+    from influx_assets.telemetry.normalize import normalize_window
+    from influx_assets.telemetry.validate import reason_counts, validate_window
 
     simulation = simulate(config(seed=3))
     manifest = build_manifest(simulation)

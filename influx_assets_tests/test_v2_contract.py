@@ -15,7 +15,6 @@ With ``INFLUXDB_URL`` pointing at a real 2.x server and ``INFLUXDB_API=v2``, the
 from __future__ import annotations
 
 import gzip
-import json
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -35,23 +34,22 @@ from influx_assets.influxdb import (
     ServerUnreachableError,
     UnsupportedServerError,
     encode_frame,
-    flux,
 )
-from influx_assets.influxdb.annotated_csv import parse_annotated_csv
-from influx_assets.influxdb.retries import RetrySettings
-from influx_assets.influxdb.v2 import V2Transport
-from influx_assets.local_server import free_port
+from influx_assets.influxdb.client import flux
+from influx_assets.influxdb.client.annotated_csv import parse_annotated_csv
+from influx_assets.influxdb.client.retries import RetrySettings
+from influx_assets.influxdb.client.v2 import V2Transport
+from influx_assets.devtools.local_server import free_port
 from influx_assets_tests.fake_influxdb2 import (
     EMPTY_QUERY_RESULT,
     ORG,
     ORG_ID,
-    UNAUTHORIZED,
     FakeInfluxDB2,
     Reply,
     compact_error,
     start_fake_influxdb2,
 )
-from influx_assets.influxdb.pandas_versions import TEXT_DTYPE
+from influx_assets.influxdb.client.pandas_versions import TEXT_DTYPE
 
 DATA = Path(__file__).parent / "data"
 TOKEN = "s3cr3t-token-do-not-print"
@@ -160,7 +158,7 @@ def test_read_posts_exactly_the_flux_we_built_with_annotations(influx2: FakeInfl
 def test_ping_reads_the_version_header(influx2: FakeInfluxDB2) -> None:
     made = transport(influx2.url)
     info = made.ping()
-    assert (info.version, info.major, info.build, made.supports_delete) == ("v2.7.12", 2, "OSS", True)
+    assert (info.version, info.major, info.build, made.capabilities.delete_time_range) == ("v2.7.12", 2, "OSS", True)
 
 
 def test_ensure_database_creates_a_missing_bucket_once_in_the_org(influx2: FakeInfluxDB2) -> None:
@@ -517,7 +515,7 @@ def test_an_influxdb_3_server_is_spoken_to_over_v1_without_deletes() -> None:
     try:
         resource = InfluxDBResource(url=fake.url, api="auto", token=TOKEN)
         transport_ = resource.get_transport()
-        assert not isinstance(transport_, V2Transport) and transport_.supports_delete is False
+        assert not isinstance(transport_, V2Transport) and transport_.capabilities.delete_time_range is False
         assert resource.ping().version == "3.10.1" and resource.ping().major == 3
     finally:
         server.shutdown()

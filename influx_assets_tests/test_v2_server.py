@@ -23,8 +23,8 @@ from influx_assets.influxdb import (
     MeasurementSlice,
     encode_frame,
 )
-from influx_assets.influxdb.retries import RetrySettings
-from influx_assets.influxdb.v2 import V2Transport
+from influx_assets.influxdb.client.retries import RetrySettings
+from influx_assets.influxdb.client.v2 import V2Transport
 from influx_assets_tests.fake_influxdb2 import ORG, FakeInfluxDB2, start_fake_influxdb2
 
 TOKEN = "all-access-token-for-the-fake"

@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from influx_assets.pipeline.contract import REASON_CODES
-from influx_assets.pipeline.validate import ValidationRules, reason_counts, validate_window
-from influx_assets.influxdb.pandas_versions import as_text
+from influx_assets.telemetry.contract import REASON_CODES
+from influx_assets.telemetry.validate import ValidationRules, reason_counts, validate_window
+from influx_assets.influxdb.client.pandas_versions import as_text
 
 T0 = pd.Timestamp("2025-03-01T10:00:00Z")
 

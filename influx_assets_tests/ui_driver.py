@@ -25,7 +25,7 @@ from typing import Any
 
 from websockets.sync.client import ClientConnection, connect
 
-from influx_assets.local_server import free_port
+from influx_assets.devtools.local_server import free_port
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM_FLAGS = (

@@ -10,7 +10,7 @@ DAGSTER_PORT="${DAGSTER_PORT:-3000}"
 mkdir -p .run
 
 if [ -z "${INFLUXDB_URL:-}" ]; then
-  INFLUXDB_URL="$(.venv/bin/python -m influx_assets.local_server start --dir .influxdb --port "${INFLUXDB_PORT:-8086}")"
+  INFLUXDB_URL="$(.venv/bin/python -m influx_assets.devtools.local_server start --dir .influxdb --port "${INFLUXDB_PORT:-8086}")"
   echo "demo: InfluxDB at $INFLUXDB_URL (data in .influxdb/)"
 fi
 export INFLUXDB_URL

@@ -24,4 +24,4 @@ if [ -f .run/live-feed.pid ]; then
   kill "$(cat .run/live-feed.pid)" 2>/dev/null && echo "stopped live feed"
   rm -f .run/live-feed.pid
 fi
-if [ -x .venv/bin/python ]; then .venv/bin/python -m influx_assets.local_server stop --dir .influxdb; fi
+if [ -x .venv/bin/python ]; then .venv/bin/python -m influx_assets.devtools.local_server stop --dir .influxdb; fi

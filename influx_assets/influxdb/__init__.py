@@ -1,6 +1,17 @@
-"""InfluxDB for Dagster: a resource, a partition-aware IO manager and a line-protocol encoder."""
+"""The Dagster-InfluxDB integration: reusable on its own, with no knowledge of the telemetry pipeline.
 
-from .errors import (
+Two layers, imports one way:
+
+- :mod:`influx_assets.influxdb.client` — no Dagster: HTTP, retries, errors, the v1/v2 transports, query
+  builders, response parsers, the line-protocol encoder, :class:`InfluxDBConnection` and
+  :class:`WindowStore` (the one gateway that replaces and reads a slice, with the window ledger).
+- The Dagster-facing modules: :class:`InfluxDBResource` (configuration and lifecycle around a
+  connection), :class:`InfluxDBIOManager` with its frame-type handlers (pandas, polars) and the
+  mapping of every kind of Dagster partition to slices.
+"""
+
+from influx_assets.influxdb.client.connection import ConnectionSettings, InfluxDBConnection
+from influx_assets.influxdb.client.errors import (
     AuthenticationError,
     BadRequestError,
     DatabaseNotFoundError,
@@ -15,33 +26,46 @@ from .errors import (
     UnsupportedPartitionsError,
     UnsupportedServerError,
 )
-from .io_manager import InfluxDBIOManager
-from .ledger import LEDGER_MEASUREMENT, WindowLedger, WindowNotCommittedError
-from .line_protocol import EncodedFrame, encode_frame
-from .resource import InfluxDBResource, WriteResult
-from .slice import MeasurementSlice
+from influx_assets.influxdb.client.errors import redact
+from influx_assets.influxdb.client.line_protocol import EncodedFrame, encode_frame, time_column_to_ns
+from influx_assets.influxdb.client.pandas_versions import as_text
+from influx_assets.influxdb.client.slice import MeasurementSlice, to_epoch_ns
+from influx_assets.influxdb.client.transport import Capabilities, ServerInfo
+from influx_assets.influxdb.client.window_store import LEDGER_MEASUREMENT, WindowNotCommittedError, WindowStore
+from influx_assets.influxdb.io_manager import InfluxDBIOManager
+from influx_assets.influxdb.partition_slices import PARTITION_EXPR_KEY
+from influx_assets.influxdb.resource import InfluxDBResource, WriteResult
 
 __all__ = [
     "LEDGER_MEASUREMENT",
+    "PARTITION_EXPR_KEY",
     "AuthenticationError",
     "BadRequestError",
+    "Capabilities",
+    "ConnectionSettings",
     "DatabaseNotFoundError",
     "EncodedFrame",
     "FieldTypeConflictError",
     "InfluxAssetsError",
+    "InfluxDBConnection",
     "InfluxDBIOManager",
     "InfluxDBResource",
     "InvalidFrameError",
     "MeasurementSlice",
     "PartialWriteError",
     "ServerBusyError",
+    "ServerInfo",
     "ServerUnreachableError",
     "TerminalInfluxError",
     "TransientInfluxError",
     "UnsupportedPartitionsError",
     "UnsupportedServerError",
-    "WindowLedger",
     "WindowNotCommittedError",
+    "WindowStore",
     "WriteResult",
+    "as_text",
     "encode_frame",
+    "redact",
+    "time_column_to_ns",
+    "to_epoch_ns",
 ]

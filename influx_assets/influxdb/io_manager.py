@@ -1,31 +1,36 @@
-"""``InfluxDBIOManager``: each time partition of an asset is exactly its window in one measurement.
+"""``InfluxDBIOManager``: each partition of an asset is exactly its slice of one measurement.
 
 Where an asset is stored (precedence: the asset's definition metadata, then the resource):
 
-=========================  ==================================================  =====================
-metadata key               meaning                                             default
-=========================  ==================================================  =====================
-``influxdb/measurement``   measurement name                                    last part of asset key
-``influxdb/database``      database (1.x/3.x) or bucket (2.x)                  ``resource.database``
-``influxdb/tags``          list of columns stored as tags                      none (all are fields)
-``influxdb/time_column``   tz-aware datetime column giving each point's time   ``"time"``
-``influxdb/columns``       (on an ``AssetIn``) only load these fields          all fields
-=========================  ==================================================  =====================
+===========================  ================================================  =========================
+metadata key                 meaning                                           default
+===========================  ================================================  =========================
+``influxdb/measurement``     measurement name                                  last part of asset key
+``influxdb/database``        database (1.x/3.x) or bucket (2.x)                ``resource.database``
+``influxdb/tags``            list of columns stored as tags                    none (all are fields)
+``influxdb/time_column``     tz-aware datetime column giving each point's time ``"time"``
+``influxdb/partition_expr``  tag column of a static/dynamic key (a string), or  none (time windows need
+                             ``{dimension: tag column}`` for multi-partitions    none: the point time)
+``influxdb/columns``         (on an ``AssetIn``) only load these fields        all fields
+===========================  ================================================  =========================
 
-Output: with partitions (one key, or a key range in a single-run backfill) every row's time must lie
-in the run's half-open window ``[start, end)`` — otherwise nothing is written and the error names the
-offending rows. Then the measurement's points in that window are deleted and the frame written, so a
-re-run replaces the window instead of adding to it; an empty frame clears the window. Points outside
-the window and other measurements are never touched. Without partitions the whole measurement is
-replaced.
+Which points a partition owns (:mod:`.partition_slices`): a time window's points; a static or dynamic
+key's tag value's series; a multi-partition key's tag values' series inside its time window; all of
+an unpartitioned asset's measurement.
 
-Input: exactly the upstream window(s) the partition mapping gives (24 hourly windows for a daily
-partition, the previous window too for a lookback mapping), typed by the server's schema.
+Output: every row must belong to one of the run's slices (inside its window; partition tag columns
+equal to the key — a missing partition tag column is filled with the key) — otherwise nothing is
+written and the error names the offending rows. Then each slice is replaced through the window store
+(ledger, delete, write, commit), so a re-run replaces its slice instead of adding to it; an empty frame
+clears it. Points of other slices and other measurements are never touched.
+
+Input: exactly the upstream slice(s) the partition mapping gives (24 hourly windows for a daily
+partition, the previous window too for a lookback mapping, every site of an hour), typed by the
+server's schema, as a pandas or polars DataFrame following the input's annotation.
 """
 
 
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import numpy as np
@@ -39,55 +44,22 @@ from dagster import (
     ResourceDependency,
     TableColumn,
     TableSchema,
-    TimeWindowPartitionsDefinition,
 )
-from pydantic import Field, PrivateAttr
+from pydantic import PrivateAttr
 
-from .errors import InfluxAssetsError, InvalidFrameError, UnsupportedPartitionsError
-from .ledger import WHOLE_MEASUREMENT_NS, WindowLedger, dagster_run_ended
-from .line_protocol import encode_frame, time_column_to_ns
-from .resource import InfluxDBResource
-from .schema import empty_frame
-from .slice import MeasurementSlice, to_epoch_ns
+from influx_assets.influxdb.client.errors import InfluxAssetsError, InvalidFrameError
+from influx_assets.influxdb.client.line_protocol import encode_frame, time_column_to_ns
+from influx_assets.influxdb.client.schema import empty_frame
+from influx_assets.influxdb.client.window_store import Replacement, WindowStore
+from influx_assets.influxdb.partition_slices import PARTITION_EXPR_KEY, PartitionSlice, partition_tags, slices_for
+from influx_assets.influxdb.resource import InfluxDBResource
+from influx_assets.influxdb.type_handlers import handler_for_input, handler_for_output
 
 MEASUREMENT_KEY = "influxdb/measurement"
 DATABASE_KEY = "influxdb/database"
 TAGS_KEY = "influxdb/tags"
 TIME_COLUMN_KEY = "influxdb/time_column"
 COLUMNS_KEY = "influxdb/columns"
-
-
-
-def _metadata(context: OutputContext) -> dict:
-    return dict(context.definition_metadata or {})
-
-
-def _refuse_unsupported_partitions(context: OutputContext | InputContext, asset: str) -> None:
-    """Refuse partitionings whose window replacement would delete points other partitions own.
-
-    Only time-window partitions (hourly, daily, ... any ``TimeWindowPartitionsDefinition``) and
-    unpartitioned assets are stored: a ``MultiPartitionsDefinition`` (hour x site) would have its whole
-    hour deleted when one site re-runs, and static/dynamic partitions have no window at all.
-    """
-    if not context.has_asset_partitions:
-        return
-    partitions_def = context.asset_partitions_def
-    if isinstance(partitions_def, TimeWindowPartitionsDefinition):
-        return
-    raise UnsupportedPartitionsError(
-        f"InfluxDBIOManager stores time-window partitioned (TimeWindowPartitionsDefinition: hourly, daily, "
-        f"...) and unpartitioned assets; {asset} is partitioned by {type(partitions_def).__name__}, whose "
-        "partitions would share one time window, so replacing one would delete the others' points. Nothing "
-        "was written or deleted. Store it time-partitioned with the key as a tag column instead."
-    )
-
-
-def _window(context: OutputContext | InputContext) -> tuple[int, int] | None:
-    """The run's time window in ns, or None for an unpartitioned asset."""
-    if not context.has_asset_partitions:
-        return None
-    window = context.asset_partitions_time_window
-    return to_epoch_ns(window.start), to_epoch_ns(window.end)
 
 
 def _run_id(context: OutputContext) -> str:
@@ -98,25 +70,19 @@ def _run_id(context: OutputContext) -> str:
         return ""
 
 
-def _writer_ended(context: InputContext) -> Callable[[str], bool] | None:
-    """Whether a run has ended, from the run's instance (None without one, e.g. build_input_context)."""
-    try:
-        return dagster_run_ended(context.instance)
-    except DagsterInvariantViolationError:
-        return None
-
-
-def _rows_per_window(starts: list[int], times: np.ndarray) -> dict[int, int]:
-    """Points per window, given the sorted window starts and the stored points' times (ns)."""
-    if len(starts) == 1:  # one partition, or an unpartitioned asset (whose points may precede 1970)
-        return {starts[0]: len(times)}
-    owner = np.searchsorted(np.asarray(starts, dtype="int64"), times, side="right") - 1
-    counts = np.bincount(owner, minlength=len(starts)) if len(owner) else np.zeros(len(starts), int)
-    return {start: int(n) for start, n in zip(starts, counts, strict=True)}
+def _store(influxdb: InfluxDBResource, context: OutputContext | InputContext) -> WindowStore:
+    """The window store; a reader's is told about ended runs when its context has an instance."""
+    instance = None
+    if isinstance(context, InputContext):
+        try:
+            instance = context.instance
+        except DagsterInvariantViolationError:  # build_input_context() without an instance
+            instance = None
+    return influxdb.window_store(instance)
 
 
 def _per_partition_row_counts(context: OutputContext, counts: dict[str, int]) -> None:
-    """Set ``dagster/row_count`` of each partition of a range run to that partition's points.
+    """Set ``dagster/row_count`` of each partition of a multi-partition run to that partition's points.
 
     Per-partition metadata overrides the run-wide value on each partition's event (one small entry
     each, not a dict of every partition copied to every event). Needs the step's context, which
@@ -138,17 +104,17 @@ def _column_schema(frame: pd.DataFrame, tags: Sequence[str], time_column: str) -
     return TableSchema(columns=columns)
 
 
-def _name_rows_outside(frame: pd.DataFrame, times: np.ndarray, outside: np.ndarray) -> str:
-    positions = np.flatnonzero(outside)[:5]
+def _name_rows(frame: pd.DataFrame, times: np.ndarray, rows: np.ndarray) -> str:
+    positions = np.flatnonzero(rows)[:5]
     shown = ", ".join(
         f"row {frame.index[p]!r} at {pd.Timestamp(int(times[p]), unit='ns', tz='UTC').isoformat()}" for p in positions
     )
-    more = "" if outside.sum() <= 5 else f" and {int(outside.sum()) - 5} more"
+    more = "" if rows.sum() <= 5 else f" and {int(rows.sum()) - 5} more"
     return shown + more
 
 
 @contextmanager
-def _naming_window(action: str, context: OutputContext | InputContext, where: MeasurementSlice) -> Iterator[None]:
+def _naming_window(action: str, context: OutputContext | InputContext, where: PartitionSlice) -> Iterator[None]:
     """Prefix an InfluxDB error raised inside with the asset, window and partition keys (type kept).
 
     Without it a failed step says only "cannot reach InfluxDB"; with it the event log says which
@@ -157,18 +123,18 @@ def _naming_window(action: str, context: OutputContext | InputContext, where: Me
     try:
         yield
     except InfluxAssetsError as error:
-        keys = list(context.asset_partition_keys) if context.has_asset_partitions else []
+        keys = list(where.keys)
         span = "" if not keys else f" (partition {keys[0]}" + (f"...{keys[-1]})" if len(keys) > 1 else ")")
         detail = error.args[0] if error.args else str(error)
         error.args = (
-            f"{action} {context.asset_key.to_user_string()} window {where.describe_window()}{span}: {detail}",
+            f"{action} {context.asset_key.to_user_string()} window {where.where.describe_window()}{span}: {detail}",
             *error.args[1:],
         )
         raise
 
 
 class InfluxDBIOManager(ConfigurableIOManager):
-    """Stores pandas DataFrames in InfluxDB, one time window per partition. See the module docstring.
+    """Stores pandas or polars DataFrames in InfluxDB, one slice per partition. See the module docstring.
 
     Examples:
         .. code-block:: python
@@ -192,123 +158,154 @@ class InfluxDBIOManager(ConfigurableIOManager):
     """
 
     influxdb: ResourceDependency[InfluxDBResource]
-    writer_wait_seconds: float = Field(
-        default=120.0,
-        description="How long loading a window waits for another run that is replacing it to finish "
-        "(see influx_assets.influxdb.ledger) before failing with WindowNotCommittedError.",
-    )
 
     _warned: set[str] = PrivateAttr(default_factory=set)
 
     # --- where -----------------------------------------------------------------------------------
-    def _target(self, context: OutputContext) -> tuple[str, str, list[str], str]:
-        meta = _metadata(context)
+    def _target(self, context: OutputContext) -> tuple[str, str, list[str], str, object]:
+        meta = dict(context.definition_metadata or {})
         measurement = str(meta.get(MEASUREMENT_KEY) or context.asset_key.path[-1])
         database = str(meta.get(DATABASE_KEY) or self.influxdb.database)
         tags = [str(t) for t in meta.get(TAGS_KEY) or []]
         time_column = str(meta.get(TIME_COLUMN_KEY) or "time")
-        return database, measurement, tags, time_column
+        return database, measurement, tags, time_column, meta.get(PARTITION_EXPR_KEY)
 
     # --- output ----------------------------------------------------------------------------------
-    def handle_output(self, context: OutputContext, obj: pd.DataFrame | None) -> None:
-        """Replace the run's window of the asset's measurement with ``obj``."""
+    def handle_output(self, context: OutputContext, obj: object) -> None:
+        """Replace the run's slices of the asset's measurement with ``obj``."""
         if obj is None:
             context.log.info("asset returned None; nothing stored in InfluxDB")
             return
-        if not isinstance(obj, pd.DataFrame):
-            raise InvalidFrameError(f"InfluxDBIOManager stores pandas DataFrames, got {type(obj).__name__}")
-        _refuse_unsupported_partitions(context, context.asset_key.to_user_string())
-        database, measurement, tags, time_column = self._target(context)
-        window = _window(context)
-        where = MeasurementSlice(database, measurement, *(window or ()))
-        encoded = encode_frame(obj, measurement, tags, time_column)  # validates before anything is sent
-        times = time_column_to_ns(obj[time_column], time_column) if len(obj) else np.empty(0, "int64")
-        if window is not None and len(times):
-            outside = (times < window[0]) | (times >= window[1])
-            if outside.any():
-                raise InvalidFrameError(
-                    f"{int(outside.sum())} of {len(obj)} rows of {context.asset_key.to_user_string()} lie "
-                    f"outside the window {where.describe_window()}: {_name_rows_outside(obj, times, outside)}. "
-                    "Nothing was written."
-                )
-        starts = self._window_starts(context)
-        ledger = self._ledger()
-        run_id = _run_id(context)
-        started = time.perf_counter()
-        with _naming_window("storing", context, where):
-            self.influxdb.prepare_database(database)
-            write_id = ledger.begin(where, starts, run_id)
-            deleted = self.influxdb.delete_window(where)
-            result = self.influxdb.write_encoded(encoded, database)
-            counts = _rows_per_window(starts, times[encoded.written])
-            taken = ledger.commit(where, counts, write_id, run_id)
-        caveat = self.influxdb.delete_caveat() if deleted else None
+        handler = handler_for_output(obj)
+        frame = handler.to_pandas(obj)
+        asset = context.asset_key.to_user_string()
+        database, measurement, tags, time_column, partition_expr = self._target(context)
+        slices = slices_for(context, database, measurement, partition_expr)
+        partition_columns = list(partition_tags(context.asset_partitions_def if context.has_asset_partitions else None,
+                                                partition_expr, asset).values())
+        frame = _with_partition_columns(frame, slices, partition_columns)
+        tags = [*tags, *(c for c in partition_columns if c not in tags)]
+        encode_frame(frame, measurement, tags, time_column)  # validates every row before anything is sent
+        times = time_column_to_ns(frame[time_column], time_column) if len(frame) else np.empty(0, "int64")
+        owner = _owning_slice(frame, times, slices)
+        if (owner < 0).any():
+            raise InvalidFrameError(
+                f"{int((owner < 0).sum())} of {len(frame)} rows of {asset} lie outside the window of the run's "
+                f"partitions ({'; '.join(s.where.describe_window() + _describe_tags(s) for s in slices)}): "
+                f"{_name_rows(frame, times, owner < 0)}. Nothing was written."
+            )
+        store = _store(self.influxdb, context)
+        replaced: list[tuple[PartitionSlice, Replacement]] = []
+        for index, owned in enumerate(slices):
+            rows = owner == index
+            part = frame[rows] if len(slices) > 1 else frame
+            with _naming_window("storing", context, owned):
+                encoded = encode_frame(part, measurement, tags, time_column)
+                replaced.append((owned, store.replace(owned.where, encoded, times[rows], owned.starts_ns, _run_id(context))))
+        self._warn(context, replaced, measurement)
+        context.add_output_metadata(self._metadata(context, frame, tags, time_column, database, measurement, replaced))
+
+    def _warn(self, context: OutputContext, replaced: list[tuple[PartitionSlice, Replacement]], measurement: str) -> None:
+        caveat = self.influxdb.connection.delete_caveat() if any(r.deleted for _, r in replaced) else None
         if caveat and caveat not in self._warned:
             self._warned.add(caveat)  # once per step: every later DELETE on that server has the same risk
             context.log.warning(caveat)
+        taken = sum(len(r.taken) for _, r in replaced)
         if taken:
             context.log.warning(
-                f"another writer began replacing {len(taken)} window(s) of {measurement} while this run wrote "
+                f"another writer began replacing {taken} window(s) of {measurement} while this run wrote "
                 "them (writers of one window should be serialized, e.g. by a pool); the window now holds "
                 "what both wrote — if the two frames differed, materialize the partition again"
             )
-        seconds = time.perf_counter() - started
-        if result.rows_without_fields:
-            context.log.warning(
-                f"{result.rows_without_fields} rows have only null fields and could not be stored"
-            )
+        dropped = sum(r.rows_without_fields for _, r in replaced)
+        if dropped:
+            context.log.warning(f"{dropped} rows have only null fields and could not be stored")
+
+    def _metadata(
+        self, context: OutputContext, frame: pd.DataFrame, tags: list[str], time_column: str, database: str,
+        measurement: str, replaced: list[tuple[PartitionSlice, Replacement]],
+    ) -> dict[str, object]:
+        points = sum(r.points_written for _, r in replaced)
         metadata: dict[str, object] = {
-            "dagster/row_count": MetadataValue.int(result.points_written),
-            "dagster/column_schema": _column_schema(obj, tags, time_column),
+            "dagster/row_count": MetadataValue.int(points),
+            "dagster/column_schema": _column_schema(frame, tags, time_column),
             "influxdb/database": database,
             "influxdb/measurement": measurement,
-            "influxdb/url": self.influxdb.public_url,
-            "window": where.describe_window(),
-            "points_dropped": MetadataValue.int(result.rows_without_fields),
-            "empty_tag_values": MetadataValue.int(result.empty_tag_values),
-            "write_seconds": MetadataValue.float(round(seconds, 4)),
-            "window_replaced": deleted,
+            "influxdb/url": MetadataValue.url(self.influxdb.public_url),
+            "window": "; ".join(s.where.describe_window() + _describe_tags(s) for s, _ in replaced),
+            "points_dropped": MetadataValue.int(sum(r.rows_without_fields for _, r in replaced)),
+            "empty_tag_values": MetadataValue.int(sum(r.empty_tag_values for _, r in replaced)),
+            "write_seconds": MetadataValue.float(round(sum(r.seconds for _, r in replaced), 4)),
+            "window_replaced": any(r.deleted for _, r in replaced),
         }
-        if window is not None:
-            metadata["window_start"] = MetadataValue.timestamp(window[0] / 1e9)
-            metadata["window_end"] = MetadataValue.timestamp(window[1] / 1e9)
-            keys = list(context.asset_partition_keys)
-            if len(keys) > 1:
-                # Dagster copies a range run's metadata to every partition: say plainly it is a total,
-                # and give each partition its own true count.
-                metadata["range_row_count"] = MetadataValue.int(result.points_written)
-                _per_partition_row_counts(context, {key: counts[start] for key, start in zip(keys, starts, strict=True)})
-        context.add_output_metadata(metadata)
-
-    def _window_starts(self, context: OutputContext) -> list[int]:
-        """Ledger times of the run's windows: each partition's start, or the whole-measurement entry."""
-        if not context.has_asset_partitions:
-            return [WHOLE_MEASUREMENT_NS]
-        partitions_def = context.asset_partitions_def
-        return [
-            to_epoch_ns(partitions_def.time_window_for_partition_key(key).start)
-            for key in context.asset_partition_keys
-        ]
-
-    def _ledger(self) -> WindowLedger:
-        return WindowLedger(self.influxdb, wait_seconds=self.writer_wait_seconds)
+        bounded = [s.where for s, _ in replaced if not s.where.is_unbounded]
+        if bounded:
+            metadata["window_start"] = MetadataValue.timestamp(min(w.start_ns for w in bounded) / 1e9)
+            metadata["window_end"] = MetadataValue.timestamp(max(w.end_ns for w in bounded) / 1e9)
+        keys = [k for s, _ in replaced for k in s.keys]
+        if len(keys) > 1:
+            # Dagster copies a run's metadata to every partition's event: say plainly the count is a
+            # total, and give each partition its own true count.
+            metadata["range_row_count"] = MetadataValue.int(points)
+            _per_partition_row_counts(context, {
+                key: r.rows_per_window.get(start, 0)
+                for s, r in replaced for key, start in zip(s.keys, s.starts_ns, strict=True)
+            })
+        return metadata
 
     # --- input -----------------------------------------------------------------------------------
-    def load_input(self, context: InputContext) -> pd.DataFrame:
-        """Load exactly the mapped upstream window(s), typed by the server's schema."""
+    def load_input(self, context: InputContext) -> object:
+        """Load exactly the mapped upstream slice(s), typed by the server's schema."""
         upstream = context.upstream_output
         assert upstream is not None
-        _refuse_unsupported_partitions(context, context.asset_key.to_user_string())
-        database, measurement, _tags, _ = self._target(upstream)
+        handler = handler_for_input(context.dagster_type.typing_type)
+        database, measurement, _tags, _, partition_expr = self._target(upstream)
         columns = (context.definition_metadata or {}).get(COLUMNS_KEY)
-        if context.has_asset_partitions and not context.asset_partition_keys:
-            return empty_frame([], {})
-        window = _window(context)
-        where = MeasurementSlice(
-            database, measurement, *(window or ()), columns=tuple(columns) if columns else None
-        )
-        with _naming_window("loading", context, where):
-            frame = self._ledger().read(where, _writer_ended(context))
-        context.log.debug(f"loaded {len(frame)} rows of {measurement} {where.describe_window()}")
-        return frame
+        slices = slices_for(context, database, measurement, partition_expr, tuple(columns) if columns else None)
+        if not slices:
+            return handler.from_pandas(empty_frame([], {}))
+        store = _store(self.influxdb, context)
+        frames = []
+        for owned in slices:
+            with _naming_window("loading", context, owned):
+                frames.append(store.read(owned.where))
+        frame = frames[0] if len(frames) == 1 else _concat(frames)
+        context.log.debug(f"loaded {len(frame)} rows of {measurement} from {len(slices)} slice(s)")
+        return handler.from_pandas(frame)
 
+
+def _describe_tags(owned: PartitionSlice) -> str:
+    return "".join(f" {k}={v}" for k, v in owned.where.tag_filters)
+
+
+def _with_partition_columns(frame: pd.DataFrame, slices: list[PartitionSlice], columns: list[str]) -> pd.DataFrame:
+    """Fill a missing partition tag column with the run's key (only when the run has one value for it)."""
+    missing = [c for c in columns if c not in frame.columns]
+    if not missing:
+        return frame
+    values = {c: {s.tag_values[c] for s in slices} for c in missing}
+    ambiguous = [c for c, found in values.items() if len(found) != 1]
+    if ambiguous:
+        raise InvalidFrameError(
+            f"the frame has no partition tag column(s) {ambiguous} and the run covers several keys; add the "
+            "column so each row says which partition it belongs to. Nothing was written."
+        )
+    return frame.assign(**{c: next(iter(values[c])) for c in missing})
+
+
+def _owning_slice(frame: pd.DataFrame, times: np.ndarray, slices: list[PartitionSlice]) -> np.ndarray:
+    """For each row, the index of the slice that owns it (inside its window, its tag values), or -1."""
+    owner = np.full(len(frame), -1, dtype="int64")
+    for index, owned in enumerate(slices):
+        inside = (times >= owned.where.start_ns) & (times < owned.where.end_ns)
+        for column, value in owned.where.tag_filters:
+            inside &= (frame[column].astype(object) == value).to_numpy(dtype=bool, na_value=False)
+        owner[inside & (owner < 0)] = index
+    return owner
+
+
+def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """Frames of several slices as one, in time order (columns: the union, in the usual order)."""
+    non_empty = [f for f in frames if len(f)] or frames[:1]
+    joined = pd.concat(non_empty, ignore_index=True, sort=False)
+    return joined.sort_values("time", kind="stable").reset_index(drop=True)

@@ -1,36 +1,22 @@
-"""``InfluxDBResource``: one configured connection to InfluxDB 1.x, 2.x or 3.x for Dagster."""
+"""``InfluxDBResource``: Dagster configuration and lifecycle around one :class:`InfluxDBConnection`."""
 
 
-import logging
-import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
 
 import pandas as pd
-from dagster import ConfigurableResource, EnvVar, InitResourceContext
+from dagster import ConfigurableResource, DagsterInstance, EnvVar, InitResourceContext
 from pydantic import Field, PrivateAttr, field_validator
 
-from .environment import check_url, normalize_api, settings_from_env
-from .errors import TransientInfluxError
-from .http import HttpSession, public_url
-from .line_protocol import EncodedFrame, encode_frame
-from .retries import RetrySettings
-from .slice import MeasurementSlice
-from .transport import KnownSchema, ServerInfo, Transport, WriteStats
-from .v1 import V1Transport
+from influx_assets.influxdb.client.connection import ConnectionSettings, InfluxDBConnection, WriteResult
+from influx_assets.influxdb.client.environment import check_url, normalize_api, settings_from_env
+from influx_assets.influxdb.client.http import public_url
+from influx_assets.influxdb.client.line_protocol import EncodedFrame
+from influx_assets.influxdb.client.retries import RetrySettings
+from influx_assets.influxdb.client.slice import MeasurementSlice
+from influx_assets.influxdb.client.transport import KnownSchema, ServerInfo, Transport
+from influx_assets.influxdb.client.window_store import WindowStore
 
-log = logging.getLogger("influx_assets.influxdb")
-
-
-@dataclass(frozen=True)
-class WriteResult:
-    """What :meth:`InfluxDBResource.write_frame` did: points written and rows that could not be."""
-
-    points_written: int
-    rows_without_fields: int
-    empty_tag_values: int
-    batches: int
-    seconds: float
+__all__ = ["InfluxDBResource", "WriteResult", "dagster_run_ended"]
 
 
 class InfluxDBResource(ConfigurableResource):
@@ -113,30 +99,51 @@ class InfluxDBResource(ConfigurableResource):
         """
         return cls(**settings_from_env(environ, prefix), **overrides)  # type: ignore[arg-type]
 
-    _transport: Transport | None = PrivateAttr(default=None)
-    _server: ServerInfo | None = PrivateAttr(default=None)
-    _retries: list[float] = PrivateAttr(default_factory=list)
-    _ensured: set[str] = PrivateAttr(default_factory=set)
+    writer_wait_seconds: float = Field(
+        default=120.0,
+        description="How long a load or check of a window waits for another run that is replacing it to "
+        "finish (the window ledger) before failing with WindowNotCommittedError.",
+    )
+
+    _connection: InfluxDBConnection | None = PrivateAttr(default=None)
 
     # --- lifecycle -------------------------------------------------------------------------------
     def teardown_after_execution(self, context: InitResourceContext) -> None:  # noqa: D102
         self.close()
 
-    def close(self) -> None:
-        """Release the transport's connections (the next request opens new ones)."""
-        if self._transport is not None:
-            self._transport.close()
-            self._transport = None
+    @property
+    def connection(self) -> InfluxDBConnection:
+        """The Dagster-free connection these settings describe (created on first use)."""
+        if self._connection is None:
+            self._connection = InfluxDBConnection(ConnectionSettings(
+                url=self.url, api=self.api, database=self.database, token=self.token, org=self.org,
+                username=self.username, password=self.password, timeout_seconds=self.timeout_seconds,
+                max_attempts=self.max_attempts, initial_backoff_seconds=self.initial_backoff_seconds,
+                max_backoff_seconds=self.max_backoff_seconds, max_retry_after_seconds=self.max_retry_after_seconds,
+                write_batch_size=self.write_batch_size, gzip_level=self.gzip_level,
+                create_database=self.create_database,
+            ))
+        return self._connection
 
+    def window_store(self, instance: DagsterInstance | None = None) -> WindowStore:
+        """The gateway for replacing and reading windows (see :mod:`.client.window_store`).
+
+        With ``instance``, a window left unfinished by a run that instance knows has ended fails at once
+        instead of being waited for.
+        """
+        return WindowStore(self.connection, wait_seconds=self.writer_wait_seconds,
+                           writer_ended=dagster_run_ended(instance) if instance is not None else None)
+
+    def close(self) -> None:
+        """Release the connection's pooled connections (the next request opens new ones)."""
+        if self._connection is not None:
+            self._connection.close()
+
+    # --- the connection's operations, for convenience --------------------------------------------
     @property
     def retry_settings(self) -> RetrySettings:
         """The backoff schedule built from this configuration."""
-        return RetrySettings(
-            max_attempts=max(1, self.max_attempts),
-            initial_delay=self.initial_backoff_seconds,
-            max_delay=self.max_backoff_seconds,
-            max_retry_after=self.max_retry_after_seconds,
-        )
+        return self.connection.settings.retry
 
     @property
     def public_url(self) -> str:
@@ -145,127 +152,65 @@ class InfluxDBResource(ConfigurableResource):
 
     @property
     def retries_observed(self) -> list[float]:
-        """Delays (seconds) of every retry this resource instance has made; used for metrics."""
-        return self._retries
-
-    def _note_retry(self, attempt: int, delay: float, error: TransientInfluxError) -> None:
-        self._retries.append(delay)
-
-    def _session(self) -> HttpSession:
-        return HttpSession(
-            url=self.url, token=self.token, username=self.username, password=self.password,
-            timeout=self.timeout_seconds, retry=self.retry_settings, on_retry=self._note_retry,
-        )
+        """Delays (seconds) of the latest retries (at most 1,000) made through this resource; for metrics."""
+        return list(self.connection.retries_observed)
 
     def get_transport(self) -> Transport:
         """The transport for the configured (or detected) API, created on first use."""
-        if self._transport is None:
-            api = normalize_api(self.api)
-            v1 = V1Transport(self._session(), batch_size=self.write_batch_size, gzip_level=self.gzip_level)
-            if api == "auto":
-                self._server = v1.ping()
-                detected_v2 = self._server.major == 2 or (self._server.major == 0 and bool(self.org))
-                api = "v2" if detected_v2 else "v1"
-            if api == "v1":
-                self._transport = v1
-            else:
-                from .v2 import V2Transport
+        return self.connection.transport()
 
-                self._transport = V2Transport(
-                    url=self.url, token=self.token, org=self.org, timeout=self.timeout_seconds,
-                    retry=self.retry_settings, gzip_level=self.gzip_level, batch_size=self.write_batch_size, on_retry=self._note_retry,
-                )
-        return self._transport
-
-    # --- operations ------------------------------------------------------------------------------
     def ping(self) -> ServerInfo:
         """Ask the server for its version (raises ``ServerUnreachableError`` if it does not answer)."""
-        self._server = self.get_transport().ping()
-        return self._server
+        return self.connection.ping()
 
     def ensure_database(self, database: str | None = None) -> None:
         """Create the database (1.x) or bucket (2.x) if missing."""
-        self.get_transport().ensure_database(database or self.database)
+        self.connection.ensure_database(database)
 
     def prepare_database(self, database: str | None = None) -> None:
         """Before writing: create the database once per resource instance if ``create_database``."""
-        name = database or self.database
-        if self.create_database and name not in self._ensured:
-            self.ensure_database(name)
-            self._ensured.add(name)
+        self.connection.prepare_database(database)
 
     def write_frame(
-        self,
-        frame: pd.DataFrame,
-        measurement: str,
-        tag_columns: Sequence[str] = (),
-        time_column: str = "time",
+        self, frame: pd.DataFrame, measurement: str, tag_columns: Sequence[str] = (), time_column: str = "time",
         database: str | None = None,
     ) -> WriteResult:
-        """Encode ``frame`` as line protocol and write it (see :mod:`.line_protocol` for the rules)."""
-        encoded = encode_frame(frame, measurement, list(tag_columns), time_column)
-        return self.write_encoded(encoded, database)
+        """Encode ``frame`` as line protocol and write it (not through the ledger: for raw data)."""
+        return self.connection.write_frame(frame, measurement, tag_columns, time_column, database)
 
     def write_encoded(self, encoded: EncodedFrame, database: str | None = None) -> WriteResult:
-        """Write already-encoded points."""
-        if encoded.rows_without_fields:
-            log.warning("%d rows have no non-null field and were not written", encoded.rows_without_fields)
-        stats: WriteStats = (
-            self.get_transport().write(database or self.database, encoded)
-            if encoded.points
-            else WriteStats(0, 0, 0, 0.0)
-        )
-        return WriteResult(
-            points_written=stats.points, rows_without_fields=encoded.rows_without_fields,
-            empty_tag_values=encoded.empty_tag_values, batches=stats.batches, seconds=stats.seconds,
-        )
+        """Write already-encoded points (not through the ledger)."""
+        return self.connection.write_encoded(encoded, database)
 
     def read_window(self, where: MeasurementSlice, schema: KnownSchema | None = None) -> pd.DataFrame:
-        """Read the points of ``where`` as a typed DataFrame (``time`` UTC, tags ``str``, fields typed).
-
-        ``schema`` (tag keys and field types known in advance) spares the server's schema queries.
-        """
-        return self.get_transport().read(where, schema)
+        """Read the points of ``where`` as they are now (not through the ledger; see :meth:`window_store`)."""
+        return self.connection.read_window(where, schema)
 
     def delete_window(self, where: MeasurementSlice) -> bool:
-        """Delete the points of ``where``; returns whether points were deleted.
-
-        False where the window was empty or the server cannot delete a time range (InfluxDB 3).
-        """
-        transport = self.get_transport()
-        if transport.supports_delete and transport.delete(where):
-            return True
-        if not transport.supports_delete:  # known before, or learnt by the transport's first ping
-            log.warning("server cannot delete a time range; stale points may remain in %s", where)
-        return False
-
-    def delete_caveat(self) -> str | None:
-        """Why a window replacement by DELETE is unsafe on this server, if it is (InfluxDB 1.x < 1.7.5)."""
-        server = getattr(self._transport, "server", None) or self._server
-        return server.delete_bug_warning() if server is not None else None
+        """Delete the points of ``where``; returns whether a delete was sent."""
+        return self.connection.delete_window(where)
 
     def field_types(self, measurement: str, database: str | None = None) -> dict[str, str]:
         """Field types of a measurement as the server reports them."""
-        return self.get_transport().field_types(database or self.database, measurement)
+        return self.connection.field_types(measurement, database)
 
     def slice(
-        self,
-        measurement: str,
-        start: pd.Timestamp | None = None,
-        end: pd.Timestamp | None = None,
-        database: str | None = None,
-        **kwargs: object,
+        self, measurement: str, start: pd.Timestamp | None = None, end: pd.Timestamp | None = None,
+        database: str | None = None, **kwargs: object,
     ) -> MeasurementSlice:
         """Convenience: a :class:`MeasurementSlice` in this resource's default database."""
-        return MeasurementSlice.for_window(database or self.database, measurement, start, end, **kwargs)
+        return self.connection.slice(measurement, start, end, database, **kwargs)
 
     def wait_until_ready(self, timeout: float = 30.0) -> ServerInfo:
         """Ping until the server answers or ``timeout`` passes (useful right after starting one)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                return self.ping()
-            except TransientInfluxError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
+        return self.connection.wait_until_ready(timeout)
+
+
+def dagster_run_ended(instance: DagsterInstance) -> Callable[[str], bool]:
+    """Whether a run has ended, as ``instance`` knows it (for :class:`WindowStore`'s ``writer_ended``)."""
+
+    def ended(run_id: str) -> bool:
+        run = instance.get_run_by_id(run_id)
+        return run is not None and run.is_finished
+
+    return ended

@@ -1,0 +1,197 @@
+"""``influx-assets`` command line: ``simulate`` raw telemetry, and ``demo-data`` for the demo UI."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+
+def _resource(args: argparse.Namespace):  # noqa: ANN202 - InfluxDBResource, imported lazily
+    from influx_assets.influxdb import InfluxDBResource
+
+    return InfluxDBResource(
+        url=args.url or os.environ.get("INFLUXDB_URL") or "http://127.0.0.1:8086",
+        database=args.database or os.environ.get("INFLUXDB_DATABASE") or "telemetry",
+        token=os.environ.get("INFLUXDB_TOKEN") or None,
+        org=os.environ.get("INFLUXDB_ORG") or None,
+        username=os.environ.get("INFLUXDB_USERNAME") or None,
+        password=os.environ.get("INFLUXDB_PASSWORD") or None,
+        api=os.environ.get("INFLUXDB_API") or "auto",
+    )
+
+
+def _range(args: argparse.Namespace) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """``--start``/``--end``, or the last ``--hours`` complete hours."""
+    end = pd.Timestamp(args.end) if args.end else pd.Timestamp.now(tz="UTC").floor("1h")
+    end = end.tz_localize("UTC") if end.tzinfo is None else end
+    start = pd.Timestamp(args.start) if args.start else end - pd.Timedelta(hours=args.hours)
+    return (start.tz_localize("UTC") if start.tzinfo is None else start), end
+
+
+def _rates(pairs: list[str]) -> dict[str, float]:
+    rates: dict[str, float] = {}
+    for pair in pairs:
+        name, _, value = pair.partition("=")
+        if not value:
+            raise SystemExit(f"--rate expects KIND=RATE, got {pair!r}")
+        rates[name.strip()] = float(value)
+    return rates
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from influx_assets.devtools.feed import write_simulation
+    from influx_assets.devtools.manifest import build_manifest, write_manifest
+    from influx_assets.devtools.simulate import DEFECT_KINDS, SimulationConfig, simulate
+
+    start, end = _range(args)
+    rates = {kind: args.defect_rate for kind in DEFECT_KINDS if args.defect_rate is not None}
+    rates |= _rates(args.rate)
+    config = SimulationConfig(
+        start=start, end=end, sensors=args.sensors, cadence_seconds=args.cadence, seed=args.seed, rates=rates
+    )
+    simulation = simulate(config)
+    manifest = build_manifest(simulation)
+    resource = _resource(args)
+    info = resource.wait_until_ready()
+    progress = not args.no_progress
+    written = write_simulation(simulation, resource, "on_time", progress=progress).points_written
+    if not args.skip_late:
+        written += write_simulation(simulation, resource, "late", progress=progress).points_written
+    if args.manifest:
+        write_manifest(manifest, Path(args.manifest))
+    totals = manifest["totals"]
+    quarantined = sum(totals["quarantined"].values())
+    print(
+        f"simulate: {written} points for {args.sensors} sensors, {start.isoformat()} to {end.isoformat()}, "
+        f"into {resource.database!r} at {resource.public_url} (InfluxDB {info.version}); expected "
+        f"{totals['validated']} valid, {quarantined} quarantined, {totals['normalized']} normalized"
+        + (f"; manifest: {args.manifest}" if args.manifest else "")
+    )
+    return 0
+
+
+def _demo_data(args: argparse.Namespace) -> int:
+    args.start = args.end = None
+    args.rate, args.defect_rate, args.skip_late = [], None, False
+    args.manifest = args.manifest or ".run/demo-manifest.json"
+    return _simulate(args)
+
+
+def _live_feed(args: argparse.Namespace) -> int:
+    """Write the readings of each passing interval, like devices would, until stopped."""
+    import time
+
+    from influx_assets.devtools.feed import write_simulation
+    from influx_assets.devtools.local_server import pid_alive
+    from influx_assets.devtools.simulate import SimulationConfig, simulate
+
+    resource = _resource(args)
+    resource.wait_until_ready()
+    step = pd.Timedelta(seconds=args.interval)
+    last = pd.Timestamp.now(tz="UTC").floor(step)
+    for _ in range(args.iterations or sys.maxsize):
+        if args.while_pid and not pid_alive(args.while_pid):
+            print(f"live-feed: process {args.while_pid} ended; stopping", flush=True)
+            break
+        time.sleep(max(0.0, (last + step - pd.Timestamp.now(tz="UTC")).total_seconds()))
+        now = pd.Timestamp.now(tz="UTC").floor(step)
+        config = SimulationConfig(
+            start=last, end=now, sensors=args.sensors, cadence_seconds=args.cadence, seed=args.seed,
+            rates={},
+        )
+        written = write_simulation(simulate(config), resource, "all").points_written
+        print(f"live-feed: {written} points for [{last.isoformat()}, {now.isoformat()})", flush=True)
+        last = now
+    return 0
+
+
+def _demo_backfill(args: argparse.Namespace) -> int:
+    from influx_assets.devtools.demo import launch_hourly_backfill, recent_windows, wait_for_webserver
+
+    wait_for_webserver(args.webserver)
+    windows = recent_windows(args.hours)
+    backfill = launch_hourly_backfill(args.webserver, windows)
+    print(f"demo-backfill: backfill {backfill} of the hourly stages over {windows[0]}...{windows[-1]}")
+    return 0
+
+
+def _init_pools(args: argparse.Namespace) -> int:
+    from dagster import DagsterInstance
+
+    from influx_assets.automation.pools import initialize_writer_pools, writer_pools
+
+    with DagsterInstance.get() as instance:
+        created = initialize_writer_pools(instance)
+    print(f"init-pools: {len(created)} created, {len(writer_pools()) - len(created)} already there")
+    return 0
+
+
+def _add_target(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--url", help="InfluxDB URL (default $INFLUXDB_URL or http://127.0.0.1:8086)")
+    parser.add_argument("--database", help="database/bucket (default $INFLUXDB_DATABASE or telemetry)")
+    parser.add_argument(
+        "--manifest", help="write the expected counts per window and reason to this JSON file"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``influx-assets`` console script."""
+    parser = argparse.ArgumentParser(prog="influx-assets")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    sim = commands.add_parser(
+        "simulate",
+        help="write realistic raw telemetry (with defects) to sensor_raw",
+        description="Deterministic from --seed. Defect kinds: see influx_assets.devtools.simulate.",
+    )
+    sim.add_argument("--sensors", type=int, default=50, help="number of sensors (default 50)")
+    sim.add_argument("--start", help="first timestamp, ISO 8601 (default: --hours before --end)")
+    sim.add_argument("--end", help="end (exclusive), ISO 8601 (default: the current hour)")
+    sim.add_argument("--hours", type=float, default=2.0, help="length when --start is not given (default 2)")
+    sim.add_argument("--cadence", type=float, default=60.0, help="seconds between readings (default 60)")
+    sim.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    sim.add_argument("--defect-rate", type=float, help="one rate for every defect kind")
+    sim.add_argument(
+        "--rate", action="append", default=[], metavar="KIND=RATE", help="rate of one defect kind"
+    )
+    sim.add_argument("--skip-late", action="store_true", help="do not write the late arrivals")
+    _add_target(sim)
+    sim.set_defaults(run=_simulate)
+
+    demo = commands.add_parser("demo-data", help="simulate the last 6 hours of 20 sensors for the demo UI")
+    demo.add_argument("--sensors", type=int, default=20)
+    demo.add_argument("--hours", type=float, default=6.0)
+    demo.add_argument("--cadence", type=float, default=60.0)
+    demo.add_argument("--seed", type=int, default=0)
+    _add_target(demo)
+    demo.set_defaults(run=_demo_data)
+
+    live = commands.add_parser("live-feed", help="keep writing current readings (the demo's live feed)")
+    live.add_argument("--sensors", type=int, default=20)
+    live.add_argument("--interval", type=float, default=60.0, help="seconds between writes (default 60)")
+    live.add_argument("--cadence", type=float, default=30.0, help="seconds between readings (default 30)")
+    live.add_argument("--seed", type=int, default=1000)
+    live.add_argument("--iterations", type=int, default=0, help="stop after N writes (default: never)")
+    live.add_argument("--while-pid", type=int, default=0, help="stop when this process has ended")
+    _add_target(live)
+    live.set_defaults(run=_live_feed)
+
+    backfill = commands.add_parser("demo-backfill", help="backfill the hourly stages over the last hours via the UI")
+    backfill.add_argument("--webserver", default="http://127.0.0.1:3000")
+    backfill.add_argument("--hours", type=int, default=6)
+    backfill.set_defaults(run=_demo_backfill)
+
+    pools = commands.add_parser("init-pools", help="create the stages' writer pools in $DAGSTER_HOME's instance")
+    pools.set_defaults(run=_init_pools)
+
+    args = parser.parse_args(argv)
+    return int(args.run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
