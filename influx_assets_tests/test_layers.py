@@ -73,3 +73,14 @@ def test_loading_the_code_location_imports_no_developer_tool() -> None:
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_the_wheel_packages_the_library_and_not_its_tests() -> None:
+    import tomllib
+
+    from setuptools import find_packages
+
+    config = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    packages = find_packages(where=str(PACKAGE.parent), include=config["include"])
+    assert "influx_assets.influxdb.client" in packages and "influx_assets.devtools" in packages
+    assert not [p for p in packages if p.startswith("influx_assets_tests")]
