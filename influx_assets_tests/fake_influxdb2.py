@@ -99,6 +99,7 @@ class FakeInfluxDB2:
         buckets: bucket name -> ID in the one org; the write/delete/buckets handlers use it.
         token_reads_buckets: False models a write-only token: lookups of existing buckets return [].
         token_reads_orgs: False models a token without read:orgs: /api/v2/orgs?org=NAME returns [].
+        token_creates_buckets: False models a token without write:orgs/<id>/buckets: creation is refused.
         flavour: "2.7" or "3-core" (InfluxDB 3 Core v3.10.1: no /api/v2/query|delete|buckets).
     """
 
@@ -108,6 +109,7 @@ class FakeInfluxDB2:
     token: str | None = None
     token_reads_buckets: bool = True
     token_reads_orgs: bool = True
+    token_creates_buckets: bool = True
     flavour: str = "2.7"
     url: str = ""
 
@@ -180,6 +182,10 @@ class FakeInfluxDB2:
         if len(org_id) != 16:
             return pretty_error(400, "invalid", "failed to unmarshal json: id must have a length of 16 bytes",
                                 "tenant/http_server_bucket.go decodePostBucketRequest -> platform.ID.UnmarshalText")
+        if not self.token_creates_buckets:
+            return pretty_error(401, "unauthorized", f"write:orgs/{org_id}/buckets is unauthorized",
+                                "tenant/middleware_bucket_auth.go CreateBucket -> authorizer/authorize.go "
+                                "AuthorizeCreate (checked before the name)")
         name = request["name"]
         if name in self.buckets:
             return pretty_error(422, "conflict", f"bucket with name {name} already exists",

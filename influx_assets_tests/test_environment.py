@@ -62,3 +62,14 @@ def test_api_is_validated_when_the_resource_is_configured_not_at_first_use() -> 
     assert InfluxDBResource(url="http://db:8086", api="V1").api == "v1"
     # EnvVar values are checked once Dagster resolves them, not at definition time
     assert InfluxDBResource(url=EnvVar("SOME_URL"), api=EnvVar("SOME_API")) is not None
+
+
+def test_a_secret_read_from_a_file_loses_its_line_break_and_a_bad_one_is_refused_unseen() -> None:
+    settings = settings_from_env({"INFLUXDB_URL": "http://db:8086", "INFLUXDB_TOKEN": "s3cret\n"})
+    assert settings["token"] == "s3cret"
+    with pytest.raises(InfluxDBConfigError) as raised:
+        settings_from_env({"INFLUXDB_URL": "http://db:8086", "INFLUXDB_PASSWORD": "pa\nss"})
+    assert "INFLUXDB_PASSWORD" in str(raised.value) and "pa\nss" not in str(raised.value)
+    with pytest.raises(ValueError) as raised:
+        InfluxDBResource(url="http://db:8086", token="to\rken")
+    assert "to\rken" not in str(raised.value)

@@ -84,3 +84,12 @@ def test_the_wheel_packages_the_library_and_not_its_tests() -> None:
     packages = find_packages(where=str(PACKAGE.parent), include=config["include"])
     assert "influx_assets.influxdb.client" in packages and "influx_assets.devtools" in packages
     assert not [p for p in packages if p.startswith("influx_assets_tests")]
+
+
+def test_importing_the_client_layer_does_not_import_dagster() -> None:
+    probe = (
+        "import sys, influx_assets.influxdb.client.window_store, influx_assets.influxdb.client.v2; "
+        "print('dagster' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.strip() == "False"

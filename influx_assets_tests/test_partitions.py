@@ -89,7 +89,8 @@ def defs_for(rows_per_key: dict[str, int], seen: dict[str, object]) -> list:
            metadata={"influxdb/partition_expr": "site"})
     def dynamic_catalog(context: AssetExecutionContext) -> pl.DataFrame:
         count = rows_per_key.get(context.partition_key, 30)
-        return pl.from_pandas(site_rows(context.partition_key, H0, count))
+        rows = pl.from_pandas(site_rows(context.partition_key, H0, count))
+        return rows.with_columns(pl.Series("readings", [None, *range(1, count)], dtype=pl.Int64))  # a null int
 
     @asset(io_manager_key="influxdb_io_manager")
     def catalog_copy(dynamic_catalog: pl.DataFrame) -> None:
@@ -166,6 +167,8 @@ def test_a_dynamic_partition_of_polars_frames_round_trips_and_reruns_alone(influ
     copy = seen["catalog_copy"]
     assert isinstance(copy, pl.DataFrame) and copy.height == 33
     assert copy.schema["time"] == pl.Datetime("ns", "UTC") and copy.schema["value"] == pl.Float64
+    assert copy.schema["readings"] == pl.Int64  # stored as an integer field although it held a null
+    assert {r["fieldKey"]: r["fieldType"] for r in oracle.rows('SHOW FIELD KEYS FROM "dynamic_catalog"')}["readings"] == "integer"
 
 
 def test_a_rerun_with_a_row_of_another_partition_is_refused_before_anything_is_deleted(influxdb, oracle, rows_per_key, seen) -> None:
@@ -207,3 +210,18 @@ def test_without_partition_expr_the_run_says_what_to_set_and_deletes_nothing(
     text = error.message + (error.cause.message if error.cause else "")
     assert "UnsupportedPartitionsError" in text and expected in text and "Nothing was written" in text
     assert oracle.count("unmapped", "value") == 30
+
+
+def test_a_slice_owns_rows_by_the_text_the_encoder_stores_and_targets_survive_odd_measurements() -> None:
+    from influx_assets.influxdb import MeasurementSlice
+    from influx_assets.influxdb.client.window_store import _overlaps, ledger_target
+    from influx_assets.influxdb.io_manager import _owning_slice
+    from influx_assets.influxdb.partition_slices import PartitionSlice
+
+    frame = pd.DataFrame({"time": [H0, H0], "site": [1, 2], "value": [1.0, 2.0]})  # an integer tag column
+    one = PartitionSlice(MeasurementSlice("d", "m", tag_filters=(("site", "1"),)), ("1",), (0,))
+    assert _owning_slice(frame, np.array([H0.value, H0.value]), [one]).tolist() == [0, -1]
+    odd = MeasurementSlice("d", "a?b&c=d")
+    assert _overlaps(ledger_target(odd), odd)
+    lookalike = MeasurementSlice("d", "a?site=north")
+    assert not _overlaps(ledger_target(lookalike), MeasurementSlice("d", "a", tag_filters=(("site", "north"),)))

@@ -397,7 +397,10 @@ def test_ensure_database_with_an_org_id_looks_up_by_org_id_and_creates_without_r
 
 def test_a_write_only_token_neither_fails_nor_duplicates_an_existing_bucket(influx2: FakeInfluxDB2) -> None:
     influx2.token_reads_buckets = False  # 2.7: the lookup of an existing but unreadable bucket gives []
-    transport(influx2.url).ensure_database("telemetry")
+    influx2.token_creates_buckets = False  # ... and creating one is refused for permission (401)
+    made = transport(influx2.url)
+    made.ensure_database("telemetry")
+    assert made.write("telemetry", encode_frame(three_points(), "sensor_raw", ["site"])).points == 3
     assert influx2.buckets == {"telemetry": "00000000000000aa"}
 
 

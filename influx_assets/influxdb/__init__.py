@@ -10,7 +10,9 @@ Two layers, imports one way:
   mapping of every kind of Dagster partition to slices.
 """
 
-from influx_assets.influxdb.client.connection import ConnectionSettings, InfluxDBConnection
+from typing import Any
+
+from influx_assets.influxdb.client.connection import ConnectionSettings, InfluxDBConnection, WriteResult
 from influx_assets.influxdb.client.errors import (
     AuthenticationError,
     BadRequestError,
@@ -32,9 +34,24 @@ from influx_assets.influxdb.client.pandas_versions import as_text
 from influx_assets.influxdb.client.slice import MeasurementSlice, to_epoch_ns
 from influx_assets.influxdb.client.transport import Capabilities, ServerInfo
 from influx_assets.influxdb.client.window_store import LEDGER_MEASUREMENT, WindowNotCommittedError, WindowStore
-from influx_assets.influxdb.io_manager import InfluxDBIOManager
-from influx_assets.influxdb.partition_slices import PARTITION_EXPR_KEY
-from influx_assets.influxdb.resource import InfluxDBResource, WriteResult
+
+#: The Dagster-facing names, imported on first use: importing the client layer (a submodule of this
+#: package) must not import Dagster.
+_DAGSTER_FACING = {
+    "InfluxDBIOManager": "influx_assets.influxdb.io_manager",
+    "InfluxDBResource": "influx_assets.influxdb.resource",
+    "PARTITION_EXPR_KEY": "influx_assets.influxdb.partition_slices",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _DAGSTER_FACING:
+        import importlib
+
+        value = getattr(importlib.import_module(_DAGSTER_FACING[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "LEDGER_MEASUREMENT",

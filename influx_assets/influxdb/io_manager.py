@@ -49,6 +49,7 @@ from pydantic import PrivateAttr
 
 from influx_assets.influxdb.client.errors import InfluxAssetsError, InvalidFrameError
 from influx_assets.influxdb.client.line_protocol import encode_frame, time_column_to_ns
+from influx_assets.influxdb.client.pandas_versions import as_text
 from influx_assets.influxdb.client.schema import empty_frame
 from influx_assets.influxdb.client.window_store import Replacement, WindowStore
 from influx_assets.influxdb.partition_slices import PARTITION_EXPR_KEY, PartitionSlice, partition_tags, slices_for
@@ -185,7 +186,7 @@ class InfluxDBIOManager(ConfigurableIOManager):
                                                 partition_expr, asset).values())
         frame = _with_partition_columns(frame, slices, partition_columns)
         tags = [*tags, *(c for c in partition_columns if c not in tags)]
-        encode_frame(frame, measurement, tags, time_column)  # validates every row before anything is sent
+        whole = encode_frame(frame, measurement, tags, time_column)  # validates every row before anything is sent
         times = time_column_to_ns(frame[time_column], time_column) if len(frame) else np.empty(0, "int64")
         owner = _owning_slice(frame, times, slices)
         if (owner < 0).any():
@@ -198,9 +199,8 @@ class InfluxDBIOManager(ConfigurableIOManager):
         replaced: list[tuple[PartitionSlice, Replacement]] = []
         for index, owned in enumerate(slices):
             rows = owner == index
-            part = frame[rows] if len(slices) > 1 else frame
             with _naming_window("storing", context, owned):
-                encoded = encode_frame(part, measurement, tags, time_column)
+                encoded = encode_frame(frame[rows], measurement, tags, time_column) if len(slices) > 1 else whole
                 replaced.append((owned, store.replace(owned.where, encoded, times[rows], owned.starts_ns, _run_id(context))))
         self._warn(context, replaced, measurement)
         context.add_output_metadata(self._metadata(context, frame, tags, time_column, database, measurement, replaced))
@@ -261,6 +261,7 @@ class InfluxDBIOManager(ConfigurableIOManager):
         handler = handler_for_input(context.dagster_type.typing_type)
         database, measurement, _tags, _, partition_expr = self._target(upstream)
         columns = (context.definition_metadata or {}).get(COLUMNS_KEY)
+        columns = [columns] if isinstance(columns, str) else columns
         slices = slices_for(context, database, measurement, partition_expr, tuple(columns) if columns else None)
         if not slices:
             return handler.from_pandas(empty_frame([], {}))
@@ -298,8 +299,8 @@ def _owning_slice(frame: pd.DataFrame, times: np.ndarray, slices: list[Partition
     owner = np.full(len(frame), -1, dtype="int64")
     for index, owned in enumerate(slices):
         inside = (times >= owned.where.start_ns) & (times < owned.where.end_ns)
-        for column, value in owned.where.tag_filters:
-            inside &= (frame[column].astype(object) == value).to_numpy(dtype=bool, na_value=False)
+        for column, value in owned.where.tag_filters:  # compared as the text the encoder stores
+            inside &= (as_text(frame[column]) == value).to_numpy(dtype=bool, na_value=False)
         owner[inside & (owner < 0)] = index
     return owner
 

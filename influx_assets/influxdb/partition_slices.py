@@ -96,7 +96,7 @@ def slices_for(
     if not context.has_asset_partitions:
         return [PartitionSlice(MeasurementSlice(database, measurement, columns=columns), (), (WHOLE_MEASUREMENT_NS,))]
     partitions_def = context.asset_partitions_def
-    keys = list(context.asset_partition_keys)
+    keys = list(dict.fromkeys(context.asset_partition_keys))  # a key twice would be replaced twice
     if not keys:
         return []
     if isinstance(partitions_def, TimeWindowPartitionsDefinition):

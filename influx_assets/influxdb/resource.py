@@ -8,7 +8,7 @@ from dagster import ConfigurableResource, DagsterInstance, EnvVar, InitResourceC
 from pydantic import Field, PrivateAttr, field_validator
 
 from influx_assets.influxdb.client.connection import ConnectionSettings, InfluxDBConnection, WriteResult
-from influx_assets.influxdb.client.environment import check_url, normalize_api, settings_from_env
+from influx_assets.influxdb.client.environment import check_secret, check_url, normalize_api, settings_from_env
 from influx_assets.influxdb.client.http import public_url
 from influx_assets.influxdb.client.line_protocol import EncodedFrame
 from influx_assets.influxdb.client.retries import RetrySettings
@@ -63,7 +63,7 @@ class InfluxDBResource(ConfigurableResource):
         description="Longest Retry-After honoured; a server asking for more fails the request at once.",
     )
     write_batch_size: int = Field(default=10_000, description="Points per write request.")
-    gzip_level: int = Field(default=0, description="gzip level for writes; 0 sends uncompressed.")
+    gzip_level: int = Field(default=0, ge=0, le=9, description="gzip level for writes (1-9); 0 sends uncompressed.")
     create_database: bool = Field(
         default=True, description="Create a missing database/bucket before the first write to it."
     )
@@ -75,6 +75,14 @@ class InfluxDBResource(ConfigurableResource):
         if isinstance(value, EnvVar) or value is None:  # an EnvVar is checked once Dagster resolves it
             return value
         return normalize_api(str(value))
+
+    @field_validator("token", "password", mode="before")
+    @classmethod
+    def _sendable_secret(cls, value: object) -> object:
+        """A token or password must fit in an HTTP header (checked without ever showing it)."""
+        if isinstance(value, EnvVar) or value is None:
+            return value
+        return check_secret(str(value), "InfluxDBResource token/password")
 
     @field_validator("url", mode="before")
     @classmethod

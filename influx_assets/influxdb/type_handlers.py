@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 import pandas as pd
+import pyarrow as pa
 
 from influx_assets.influxdb.client.errors import InvalidFrameError
 
@@ -52,6 +53,13 @@ class PandasHandler:
         return frame
 
 
+_NULLABLE = {
+    pa.int8(): pd.Int8Dtype(), pa.int16(): pd.Int16Dtype(), pa.int32(): pd.Int32Dtype(), pa.int64(): pd.Int64Dtype(),
+    pa.uint8(): pd.UInt8Dtype(), pa.uint16(): pd.UInt16Dtype(), pa.uint32(): pd.UInt32Dtype(),
+    pa.uint64(): pd.UInt64Dtype(), pa.bool_(): pd.BooleanDtype(),
+}
+
+
 class PolarsHandler:
     """``polars.DataFrame`` (needs the ``polars`` package; import it only when used)."""
 
@@ -62,7 +70,8 @@ class PolarsHandler:
         return isinstance(frame_type, type) and module.startswith("polars") and frame_type.__name__ == "DataFrame"
 
     def to_pandas(self, frame: Any) -> pd.DataFrame:  # noqa: D102
-        return frame.to_pandas()
+        # nullable pandas dtypes: a polars Int64 column with a null must stay integer (not float64)
+        return frame.to_pandas(types_mapper=_NULLABLE.get)
 
     def from_pandas(self, frame: pd.DataFrame) -> Any:  # noqa: D102
         import polars

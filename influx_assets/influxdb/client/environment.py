@@ -71,6 +71,16 @@ def check_url(value: str | None, setting: str = "InfluxDBResource.url") -> str:
     return text
 
 
+def check_secret(value: str | None, setting: str) -> str | None:
+    """``value`` if it can go into an HTTP header; never repeats it in the error."""
+    if value is not None and any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise InfluxDBConfigError(
+            f"{setting} contains a control character (a line break?), which cannot be sent in an HTTP "
+            "header; remove it (the value is not shown)"
+        )
+    return value
+
+
 def settings_from_env(environ: Mapping[str, str] | None = None, prefix: str = "INFLUXDB_") -> dict[str, str | None]:
     """Keyword arguments for ``InfluxDBResource`` from ``<prefix>URL``, ``<prefix>DATABASE``, ... .
 
@@ -84,15 +94,15 @@ def settings_from_env(environ: Mapping[str, str] | None = None, prefix: str = "I
     env = os.environ if environ is None else environ
 
     def get(name: str) -> str | None:
-        value = env.get(prefix + name)
-        return value if value and value.strip() else None
+        value = (env.get(prefix + name) or "").strip()  # a secret read from a file often ends in "\n"
+        return value or None
 
     return {
         "url": check_url(get("URL"), prefix + "URL"),
         "database": get("DATABASE") or DEFAULT_DATABASE,
         "api": normalize_api(get("API"), prefix + "API"),
-        "token": get("TOKEN"),
+        "token": check_secret(get("TOKEN"), prefix + "TOKEN"),
         "org": get("ORG"),
         "username": get("USERNAME"),
-        "password": get("PASSWORD"),
+        "password": check_secret(get("PASSWORD"), prefix + "PASSWORD"),
     }

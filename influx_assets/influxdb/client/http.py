@@ -259,6 +259,11 @@ class HttpSession:
                 method, f"{target}?{query}" if query else target, body=body, headers=all_headers,
                 preload_content=preload,
             )
+        except ValueError as error:  # e.g. http.client refusing a header value: it would echo the token
+            raise BadRequestError(
+                f"cannot send the request to InfluxDB at {self.where}: "
+                f"{redact(type(error).__name__ + ': ' + str(error), self.secrets)[:300]}"
+            ) from None
         except urllib3.exceptions.HTTPError as error:
             detail = redact(type(error).__name__ + ": " + str(error), self.secrets)
             # NewConnectionError subclasses ConnectTimeoutError in urllib3 2.x: refused is not slow.

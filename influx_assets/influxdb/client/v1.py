@@ -172,7 +172,7 @@ class V1Transport:
         """``DELETE FROM m WHERE time >= start AND time < end [AND tag = 'v' ...]`` if the window holds points.
 
         An empty window is not deleted: on InfluxDB 1.6 a ``DELETE`` can drop recently written series of
-        *other* windows from the index (influxdata/influxdb#10503, fixed in 1.7), so we issue one only
+        *other* windows from the index (influxdata/influxdb#10503, fixed in 1.7.5), so we issue one only
         when there is something to replace. Returns whether a ``DELETE`` was sent.
         """
         if self._info is None:

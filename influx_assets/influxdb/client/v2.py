@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 import re
 import time
 from collections.abc import Callable
@@ -45,6 +46,7 @@ from influx_assets.influxdb.client.slice import MeasurementSlice
 from influx_assets.influxdb.client.transport import Capabilities, KnownSchema, ServerInfo, WriteStats
 
 T = TypeVar("T")
+log = logging.getLogger("influx_assets.influxdb")
 
 #: Column names a Flux read produces itself: a tag or field of that name cannot be read back (a pivot
 #: would hold two columns of one name, or drop it), so the v2 transport refuses to write one.
@@ -58,7 +60,10 @@ def is_org_id(org: str | None) -> bool:
 
 
 def _no_retries_but_redirects() -> urllib3.Retry:
-    """urllib3 policy: our own loop retries (:mod:`.retries`); redirects (e.g. a proxy's 307) are followed."""
+    """urllib3 policy: our own loop retries (:mod:`.retries`); redirects (e.g. a proxy's 307) are followed.
+
+    Needs urllib3 >= 2.5: before it, ``PoolManager`` ignored a pool's ``Retry`` for redirects (CVE-2025-50181).
+    """
     return urllib3.Retry(total=None, connect=0, read=0, status=0, other=0, redirect=10, raise_on_status=False)
 
 #: CSV dialect of every query: ``#datatype`` types the columns, ``#group`` tells tags from fields.
@@ -162,7 +167,10 @@ class V2Transport:
         ``ErrBucketNotFoundByName``), and a token that may write but not read the bucket with 200 and no
         buckets. Creating needs the org's ID: ``org`` given as 16 hex digits is used as is, a name is
         resolved through ``/api/v2/orgs`` (which needs ``read:orgs``). A creation answered "already
-        exists" (422) is success: the bucket was created concurrently or is invisible to this token.
+        exists" (422) is success (created concurrently); after a lookup that found nothing it could see,
+        a creation refused for permission (401/403: a write-only token, tenant/middleware_bucket_auth.go
+        checks permission first) is taken as "the bucket exists but is not visible" — if it does not,
+        the first write says so (bucket not found).
         """
         if not self.org:
             raise BadRequestError(
@@ -173,15 +181,21 @@ class V2Transport:
         by_org = {"org_id": self.org} if is_org_id(self.org) else {"org": self.org}
 
         def ensure() -> None:
+            invisible = False
             try:
                 if buckets.find_buckets(name=database, **by_org).buckets:
                     return
+                invisible = True  # 2.7 would have answered 404 for a missing bucket
             except ApiException as error:
                 if error.status != 404 or "organization" in _body_text(error):
                     raise
             try:
                 buckets.create_bucket(bucket_name=database, org=self.org)
             except ApiException as error:
+                if invisible and error.status in (401, 403):
+                    log.info("bucket %r is not visible to this token and it may not create one; assuming it "
+                             "exists (a write to a missing bucket fails with 'bucket not found')", database)
+                    return
                 if error.status not in (409, 422) or "already exists" not in _body_text(error):
                     raise
             except InfluxDBError as error:  # the org name could not be resolved to an ID
@@ -221,10 +235,6 @@ class V2Transport:
             batches += 1
             sent += len(body)
         return WriteStats(encoded.points, batches, sent, time.perf_counter() - started)
-
-    def query_csv(self, query: str) -> bytes:
-        """Run Flux and return the raw annotated-CSV body (``#datatype`` and ``#group`` rows)."""
-        return self._call("Flux query", lambda: self._fetch(query))
 
     def query_tables(self, query: str) -> list[AnnotatedTable]:
         """Run Flux and parse the result; an in-band error saying the server ran out of capacity is retried."""
@@ -314,6 +324,11 @@ class V2Transport:
                 raise ServerUnreachableError(
                     f"cannot reach InfluxDB at {self.where} — is it running? ({detail[:300]})"
                 ) from None
+            except ValueError as error:  # http.client refusing a header value: its message echoes the token
+                if "header" not in str(error).lower():
+                    raise
+                detail = redact(f"{type(error).__name__}: {error}", (self.token,))
+                raise BadRequestError(f"cannot send the {description} to InfluxDB at {self.where}: {detail[:300]}") from None
 
         return call_with_retries(
             attempt, self.retry, f"{description} at {self.where}", on_retry=self.on_retry

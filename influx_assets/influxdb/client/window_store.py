@@ -9,13 +9,14 @@ The window ledger: which run last replaced a measurement's window, and whether i
 InfluxDB has no transactions: replacing a window is a ``DELETE`` followed by batched writes, and a
 reader that arrives in between sees an empty or half-written window. The IO manager therefore records
 each replacement in a small measurement, :data:`LEDGER_MEASUREMENT`, in the same database — one point
-per (measurement, partition window), at the window's start, overwritten in place:
+per (slice, partition window), at the window's start, overwritten in place:
 
 ===============  =======  ==================================================================
 column           kind     meaning
 ===============  =======  ==================================================================
-``target``       tag      the slice whose window this is: the measurement, plus ``?tag=value&...``
-                          when the slice is one tag value's series (a static partition key)
+``measurement``  tag      the measurement (readers select their measurement's entries by it)
+``target``       tag      the slice whose window this is: the measurement (percent-escaped), plus
+                          ``?tag=value&...`` when the slice is one tag value's series (a static key)
 ``state``        field    ``"writing"`` from before the ``DELETE`` until the last batch is
                           stored, then ``"committed"``
 ``write_id``     field    a fresh id per replacement (changes on every rewrite)
@@ -50,13 +51,13 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, quote, unquote, urlencode
 
 import numpy as np
 import pandas as pd
 
 from influx_assets.influxdb.client.connection import InfluxDBConnection
-from influx_assets.influxdb.client.errors import BadRequestError, InfluxAssetsError
+from influx_assets.influxdb.client.errors import BadRequestError, InfluxAssetsError, PartialWriteError
 from influx_assets.influxdb.client.line_protocol import EncodedFrame, time_column_to_ns
 from influx_assets.influxdb.client.slice import MeasurementSlice
 from influx_assets.influxdb.client.transport import KnownSchema
@@ -68,7 +69,7 @@ WRITING = "writing"
 COMMITTED = "committed"
 #: The ledger's columns as it writes them (reads need not ask the server).
 LEDGER_SCHEMA = KnownSchema(
-    tags=("target",),
+    tags=("measurement", "target"),
     fields=(("state", "string"), ("write_id", "string"), ("run_id", "string"), ("rows", "integer"),
             ("written_at", "integer")),
 )
@@ -102,15 +103,16 @@ class LedgerEntry:
 
 
 def ledger_target(where: MeasurementSlice) -> str:
-    """The ledger's ``target`` tag of a slice: its measurement, plus its tag filters if any."""
+    """The ledger's ``target`` tag of a slice: its measurement (percent-escaped), plus its tag filters."""
+    measurement = quote(where.measurement, safe="")
     if not where.tag_filters:
-        return where.measurement
-    return f"{where.measurement}?{urlencode(sorted(where.tag_filters))}"
+        return measurement
+    return f"{measurement}?{urlencode(sorted(where.tag_filters))}"
 
 
 def _target_filters(target: str) -> tuple[str, dict[str, str]]:
     measurement, _, query = target.partition("?")
-    return measurement, dict(parse_qsl(query, keep_blank_values=True))
+    return unquote(measurement), dict(parse_qsl(query, keep_blank_values=True))
 
 
 def _overlaps(target: str, where: MeasurementSlice) -> bool:
@@ -224,6 +226,7 @@ class WindowStore:
         starts = list(rows_by_start)
         frame = pd.DataFrame({
             "time": pd.to_datetime(starts, unit="ns", utc=True),
+            "measurement": where.measurement,
             "target": ledger_target(where),
             "state": state,
             "write_id": write_id,
@@ -232,9 +235,9 @@ class WindowStore:
             "written_at": time.time_ns(),
         })
         try:
-            self.connection.write_frame(frame, LEDGER_MEASUREMENT, ["target"], database=where.database)
+            self.connection.write_frame(frame, LEDGER_MEASUREMENT, ["measurement", "target"], database=where.database)
         except BadRequestError as error:
-            if "retention" not in str(error):
+            if not (isinstance(error, PartialWriteError) and "retention" in error.reason):
                 raise
             # An entry older than the database's retention (an unpartitioned asset's entry at 1970, a
             # window starting before the cutoff) is dropped by the server: that window goes untracked
@@ -246,9 +249,9 @@ class WindowStore:
 
     # --- readers -----------------------------------------------------------------------------------
     def _ledger_rows(self, where: MeasurementSlice, target: str | None) -> pd.DataFrame:
+        filters = (("measurement", where.measurement),) + ((("target", target),) if target is not None else ())
         ledger = MeasurementSlice(
-            where.database, LEDGER_MEASUREMENT, where.start_ns, where.end_ns,
-            tag_filters=(("target", target),) if target is not None else (),
+            where.database, LEDGER_MEASUREMENT, where.start_ns, where.end_ns, tag_filters=filters,
             columns=tuple(LEDGER_SCHEMA.field_types),
         )
         return self.connection.read_window(ledger, LEDGER_SCHEMA)
@@ -257,17 +260,18 @@ class WindowStore:
         """The entries of exactly this slice's target (what a writer commits against)."""
         return {start: entry for (target, start), entry in self._parse(self._ledger_rows(where, ledger_target(where))).items()}
 
-    def entries(self, where: MeasurementSlice) -> dict[int, LedgerEntry]:
-        """Entries of every slice that can share points with ``where`` inside its window, by window start.
+    def overlapping_entries(self, where: MeasurementSlice) -> dict[tuple[str, int], LedgerEntry]:
+        """Entries of every slice of the measurement that can share points with ``where``, by target and start.
 
-        A whole-window writer's entry covers a one-tag reader and the other way round; where both
-        exist for a window start, the unfinished one (or the newest) is kept.
+        A whole-window writer's entry covers a one-tag reader and the other way round.
         """
-        rows = self._ledger_rows(where, None)  # all targets: a few points per window
+        rows = self._ledger_rows(where, None)  # every target of the measurement: a few points per window
+        return {key: entry for key, entry in self._parse(rows).items() if _overlaps(key[0], where)}
+
+    def entries(self, where: MeasurementSlice) -> dict[int, LedgerEntry]:
+        """:meth:`overlapping_entries` by window start: where several exist, the unfinished (or newest) one."""
         relevant: dict[int, LedgerEntry] = {}
-        for (target, start), entry in self._parse(rows).items():
-            if not _overlaps(target, where):
-                continue
+        for (_target, start), entry in self.overlapping_entries(where).items():
             kept = relevant.get(start)
             if kept is None or (entry.state != COMMITTED, entry.written_at_ns) > (kept.state != COMMITTED, kept.written_at_ns):
                 relevant[start] = entry
@@ -298,11 +302,11 @@ class WindowStore:
         deadline = time.monotonic() + self.wait_seconds
         pause = self.poll_seconds
         while True:
-            before = self.entries(where)
+            before = self.overlapping_entries(where)  # every target: a change to any of them is a change
             unfinished = [e for e in before.values() if e.state != COMMITTED]
             if not unfinished:
                 frame = self.connection.read_window(where)
-                if self.entries(where) == before:
+                if self.overlapping_entries(where) == before:
                     return frame
             elif self.writer_ended is not None and all(e.run_id and self.writer_ended(e.run_id) for e in unfinished):
                 raise self._not_committed(where, unfinished, ended=True)
