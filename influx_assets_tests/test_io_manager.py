@@ -15,11 +15,14 @@ from dagster import (
     DagsterInstance,
     ResourceDefinition,
     TimeWindowPartitionMapping,
+    AssetKey,
     asset,
+    build_input_context,
+    build_output_context,
     materialize,
 )
 
-from influx_assets.influxdb import InfluxDBResource, InvalidFrameError
+from influx_assets.influxdb import InfluxDBIOManager, InfluxDBResource, InvalidFrameError
 from influx_assets.telemetry.partitions import daily_windows, hourly_windows
 from influx_assets.resources import resources_for
 from influx_assets_tests.influxql_oracle import InfluxQLOracle
@@ -324,3 +327,11 @@ def test_gzip_writes_store_exactly_the_same_points(influx_url, database_name, in
     assert oracle.count("zipped", "value") == 120
     pd.testing.assert_frame_equal(loaded[written.columns].sort_values(["sensor_id", "time"]).reset_index(drop=True),
                                   written.sort_values(["sensor_id", "time"]).reset_index(drop=True), check_dtype=False)
+
+
+def test_the_io_manager_works_with_contexts_built_by_hand(influxdb, oracle) -> None:
+    manager = InfluxDBIOManager(influxdb=influxdb)
+    upstream = build_output_context(asset_key=AssetKey("hand_made"), definition_metadata={"influxdb/tags": ["sensor_id"]})
+    manager.handle_output(upstream, minute_rows(H0, H0 + pd.Timedelta(minutes=5)))
+    loaded = manager.load_input(build_input_context(upstream_output=upstream, asset_key=AssetKey("downstream")))
+    assert len(loaded) == 10 == oracle.count("hand_made", "value")

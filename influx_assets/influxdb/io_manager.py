@@ -258,7 +258,7 @@ class InfluxDBIOManager(ConfigurableIOManager):
         """Load exactly the mapped upstream slice(s), typed by the server's schema."""
         upstream = context.upstream_output
         assert upstream is not None
-        handler = handler_for_input(context.dagster_type.typing_type)
+        handler = handler_for_input(_annotation(context))
         database, measurement, _tags, _, partition_expr = self._target(upstream)
         columns = (context.definition_metadata or {}).get(COLUMNS_KEY)
         columns = [columns] if isinstance(columns, str) else columns
@@ -273,6 +273,14 @@ class InfluxDBIOManager(ConfigurableIOManager):
         frame = frames[0] if len(frames) == 1 else _concat(frames)
         context.log.debug(f"loaded {len(frame)} rows of {measurement} from {len(slices)} slice(s)")
         return handler.from_pandas(frame)
+
+
+def _annotation(context: InputContext) -> object:
+    """The input's type annotation (None where the context has no Dagster type, e.g. build_input_context)."""
+    try:
+        return context.dagster_type.typing_type
+    except DagsterInvariantViolationError:
+        return None
 
 
 def _describe_tags(owned: PartitionSlice) -> str:
