@@ -78,3 +78,15 @@ def test_without_influxdb_url_the_run_fails_at_once_with_one_sentence_naming_it(
     assert done.returncode != 0
     output = done.stdout + done.stderr
     assert "INFLUXDB_URL is not set; set it to the base URL of your InfluxDB" in output, output[-3000:]
+
+
+def test_the_scripts_never_overwrite_an_operators_instance_config(tmp_path: Path) -> None:
+    own, stale = tmp_path / "operator", tmp_path / "stale"
+    own.mkdir(), stale.mkdir()
+    (own / "dagster.yaml").write_text("storage:\n  postgres: {}\n")
+    (stale / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text().splitlines()[0] + "\nold: copy\n")
+    for home in (own, stale):
+        subprocess.run(["bash", "-c", "source scripts/env.sh"], cwd=REPO, env={**os.environ, "DAGSTER_HOME": str(home)},
+                       check=True, timeout=60)
+    assert (own / "dagster.yaml").read_text() == "storage:\n  postgres: {}\n"
+    assert (stale / "dagster.yaml").read_text() == (REPO / "dagster.yaml").read_text()

@@ -214,14 +214,13 @@ def test_without_partition_expr_the_run_says_what_to_set_and_deletes_nothing(
 
 def test_a_slice_owns_rows_by_the_text_the_encoder_stores_and_targets_survive_odd_measurements() -> None:
     from influx_assets.influxdb import MeasurementSlice
-    from influx_assets.influxdb.client.window_store import _overlaps, ledger_target
-    from influx_assets.influxdb.io_manager import _owning_slice
-    from influx_assets.influxdb.partition_slices import PartitionSlice
+    from influx_assets.influxdb.client.ledger import ledger_target, overlaps
+    from influx_assets.influxdb.partition_slices import PartitionSlice, owning_slice
 
     frame = pd.DataFrame({"time": [H0, H0], "site": [1, 2], "value": [1.0, 2.0]})  # an integer tag column
     one = PartitionSlice(MeasurementSlice("d", "m", tag_filters=(("site", "1"),)), ("1",), (0,))
-    assert _owning_slice(frame, np.array([H0.value, H0.value]), [one]).tolist() == [0, -1]
+    assert owning_slice(frame, np.array([H0.value, H0.value]), [one]).tolist() == [0, -1]
     odd = MeasurementSlice("d", "a?b&c=d")
-    assert _overlaps(ledger_target(odd), odd)
+    assert overlaps(ledger_target(odd), odd)
     lookalike = MeasurementSlice("d", "a?site=north")
-    assert not _overlaps(ledger_target(lookalike), MeasurementSlice("d", "a", tag_filters=(("site", "north"),)))
+    assert not overlaps(ledger_target(lookalike), MeasurementSlice("d", "a", tag_filters=(("site", "north"),)))

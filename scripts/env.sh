@@ -8,4 +8,9 @@ export INFLUXDB_PASSWORD="${INFLUXDB_PASSWORD:-}"
 export INFLUXDB_API="${INFLUXDB_API:-auto}"
 export DAGSTER_HOME="${DAGSTER_HOME:-$PWD/.dagster_home}"
 mkdir -p "$DAGSTER_HOME"
-cp -f dagster.yaml "$DAGSTER_HOME/dagster.yaml"
+# The project's instance config where there is none, or where it is an older copy of the project's
+# (its first line): an operator's own dagster.yaml (e.g. PostgreSQL storage) is never overwritten.
+instance_config="$DAGSTER_HOME/dagster.yaml"
+if [ ! -f "$instance_config" ] || [ "$(head -1 "$instance_config")" = "$(head -1 dagster.yaml)" ]; then
+  cp -f dagster.yaml "$instance_config"
+fi

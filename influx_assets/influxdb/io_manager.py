@@ -49,10 +49,16 @@ from pydantic import PrivateAttr
 
 from influx_assets.influxdb.client.errors import InfluxAssetsError, InvalidFrameError
 from influx_assets.influxdb.client.line_protocol import encode_frame, time_column_to_ns
-from influx_assets.influxdb.client.pandas_versions import as_text
 from influx_assets.influxdb.client.schema import empty_frame
 from influx_assets.influxdb.client.window_store import Replacement, WindowStore
-from influx_assets.influxdb.partition_slices import PARTITION_EXPR_KEY, PartitionSlice, partition_tags, slices_for
+from influx_assets.influxdb.partition_slices import (
+    PARTITION_EXPR_KEY,
+    PartitionSlice,
+    fill_partition_columns,
+    owning_slice,
+    partition_tags,
+    slices_for,
+)
 from influx_assets.influxdb.resource import InfluxDBResource
 from influx_assets.influxdb.type_handlers import handler_for_input, handler_for_output
 
@@ -184,11 +190,11 @@ class InfluxDBIOManager(ConfigurableIOManager):
         slices = slices_for(context, database, measurement, partition_expr)
         partition_columns = list(partition_tags(context.asset_partitions_def if context.has_asset_partitions else None,
                                                 partition_expr, asset).values())
-        frame = _with_partition_columns(frame, slices, partition_columns)
+        frame = fill_partition_columns(frame, slices, partition_columns)
         tags = [*tags, *(c for c in partition_columns if c not in tags)]
         whole = encode_frame(frame, measurement, tags, time_column)  # validates every row before anything is sent
         times = time_column_to_ns(frame[time_column], time_column) if len(frame) else np.empty(0, "int64")
-        owner = _owning_slice(frame, times, slices)
+        owner = owning_slice(frame, times, slices)
         if (owner < 0).any():
             raise InvalidFrameError(
                 f"{int((owner < 0).sum())} of {len(frame)} rows of {asset} lie outside the window of the run's "
@@ -285,32 +291,6 @@ def _annotation(context: InputContext) -> object:
 
 def _describe_tags(owned: PartitionSlice) -> str:
     return "".join(f" {k}={v}" for k, v in owned.where.tag_filters)
-
-
-def _with_partition_columns(frame: pd.DataFrame, slices: list[PartitionSlice], columns: list[str]) -> pd.DataFrame:
-    """Fill a missing partition tag column with the run's key (only when the run has one value for it)."""
-    missing = [c for c in columns if c not in frame.columns]
-    if not missing:
-        return frame
-    values = {c: {s.tag_values[c] for s in slices} for c in missing}
-    ambiguous = [c for c, found in values.items() if len(found) != 1]
-    if ambiguous:
-        raise InvalidFrameError(
-            f"the frame has no partition tag column(s) {ambiguous} and the run covers several keys; add the "
-            "column so each row says which partition it belongs to. Nothing was written."
-        )
-    return frame.assign(**{c: next(iter(values[c])) for c in missing})
-
-
-def _owning_slice(frame: pd.DataFrame, times: np.ndarray, slices: list[PartitionSlice]) -> np.ndarray:
-    """For each row, the index of the slice that owns it (inside its window, its tag values), or -1."""
-    owner = np.full(len(frame), -1, dtype="int64")
-    for index, owned in enumerate(slices):
-        inside = (times >= owned.where.start_ns) & (times < owned.where.end_ns)
-        for column, value in owned.where.tag_filters:  # compared as the text the encoder stores
-            inside &= (as_text(frame[column]) == value).to_numpy(dtype=bool, na_value=False)
-        owner[inside & (owner < 0)] = index
-    return owner
 
 
 def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:

@@ -19,6 +19,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+import pandas as pd
 from dagster import (
     InputContext,
     MultiPartitionKey,
@@ -28,9 +30,10 @@ from dagster import (
     TimeWindowPartitionsDefinition,
 )
 
-from influx_assets.influxdb.client.errors import UnsupportedPartitionsError
+from influx_assets.influxdb.client.errors import InvalidFrameError, UnsupportedPartitionsError
+from influx_assets.influxdb.client.pandas_versions import as_text
 from influx_assets.influxdb.client.slice import MAX_TIME_NS, MIN_TIME_NS, MeasurementSlice, to_epoch_ns
-from influx_assets.influxdb.client.window_store import WHOLE_MEASUREMENT_NS
+from influx_assets.influxdb.client.ledger import WHOLE_MEASUREMENT_NS
 
 #: Definition metadata naming the tag column(s) that hold non-time partition keys.
 PARTITION_EXPR_KEY = "influxdb/partition_expr"
@@ -146,3 +149,29 @@ def _multi_slices(
             if span is not None:
                 run.append(span)
     return slices
+
+
+def fill_partition_columns(frame: pd.DataFrame, slices: list[PartitionSlice], columns: list[str]) -> pd.DataFrame:
+    """Fill a missing partition tag column with the run's key (only when the run has one value for it)."""
+    missing = [c for c in columns if c not in frame.columns]
+    if not missing:
+        return frame
+    values = {c: {s.tag_values[c] for s in slices} for c in missing}
+    ambiguous = [c for c, found in values.items() if len(found) != 1]
+    if ambiguous:
+        raise InvalidFrameError(
+            f"the frame has no partition tag column(s) {ambiguous} and the run covers several keys; add the "
+            "column so each row says which partition it belongs to. Nothing was written."
+        )
+    return frame.assign(**{c: next(iter(values[c])) for c in missing})
+
+
+def owning_slice(frame: pd.DataFrame, times: np.ndarray, slices: list[PartitionSlice]) -> np.ndarray:
+    """For each row, the index of the slice that owns it (inside its window, its tag values), or -1."""
+    owner = np.full(len(frame), -1, dtype="int64")
+    for index, owned in enumerate(slices):
+        inside = (times >= owned.where.start_ns) & (times < owned.where.end_ns)
+        for column, value in owned.where.tag_filters:  # compared as the text the encoder stores
+            inside &= (as_text(frame[column]) == value).to_numpy(dtype=bool, na_value=False)
+        owner[inside & (owner < 0)] = index
+    return owner

@@ -18,7 +18,7 @@ It measures, from the Dagster instance's event log:
   stale). It looks at the :data:`QUEUE_SCAN_WINDOWS` most recently updated windows of each upstream,
   one indexed query per asset, so it stays cheap on long histories and saturates there;
 
-and sends them to OpenTelemetry (:mod:`.metrics_export`, off unless ``OTEL_*`` says otherwise) and as
+and sends them to OpenTelemetry (:mod:`influx_assets.observability.export`, off unless ``OTEL_*`` says otherwise) and as
 one point to the InfluxDB measurement ``pipeline_metrics`` (tags ``stage``, ``window``; fields
 ``latency_seconds``, ``rows``, ``retries``, ``queue_depth``, ``run_id``) through the ``influxdb``
 resource, so Grafana can plot them. Metrics never fail a stage: every error is logged and swallowed.

@@ -11,9 +11,7 @@ off: every request goes through :func:`.retries.call_with_retries`, and its erro
 from __future__ import annotations
 
 import gzip
-import json
 import logging
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,7 +22,6 @@ import urllib3
 from influxdb_client import InfluxDBClient, PingService, WritePrecision
 from influxdb_client.client.exceptions import InfluxDBError
 from influxdb_client.client.write_api import SYNCHRONOUS
-from influxdb_client.domain.dialect import Dialect
 from influxdb_client.rest import ApiException
 
 from influx_assets.influxdb.client import flux
@@ -43,38 +40,18 @@ from influx_assets.influxdb.client.line_protocol import EncodedFrame
 from influx_assets.influxdb.client.retries import RetrySettings, call_with_retries
 from influx_assets.influxdb.client.schema import empty_frame, merge_field_types
 from influx_assets.influxdb.client.slice import MeasurementSlice
+from influx_assets.influxdb.client.v2_protocol import (
+    FLUX_OWN_COLUMNS,
+    QUERY_DIALECT,
+    body_text,
+    is_missing_route,
+    is_org_id,
+    no_retries_but_redirects,
+)
 from influx_assets.influxdb.client.transport import Capabilities, KnownSchema, ServerInfo, WriteStats
 
 T = TypeVar("T")
 log = logging.getLogger("influx_assets.influxdb")
-
-#: Column names a Flux read produces itself: a tag or field of that name cannot be read back (a pivot
-#: would hold two columns of one name, or drop it), so the v2 transport refuses to write one.
-FLUX_OWN_COLUMNS = frozenset({"result", "table", "_start", "_stop", "_time", "_value", "_measurement", "_field"})
-_ORG_ID = re.compile(r"[0-9a-f]{16}")
-
-
-def is_org_id(org: str | None) -> bool:
-    """True when ``org`` is an organization ID (16 hex digits) rather than a name, as 2.x tells them apart."""
-    return bool(org) and _ORG_ID.fullmatch(str(org)) is not None
-
-
-def _no_retries_but_redirects() -> urllib3.Retry:
-    """urllib3 policy: our own loop retries (:mod:`.retries`); redirects (e.g. a proxy's 307) are followed.
-
-    Needs urllib3 >= 2.5: before it, ``PoolManager`` ignored a pool's ``Retry`` for redirects (CVE-2025-50181).
-    """
-    return urllib3.Retry(total=None, connect=0, read=0, status=0, other=0, redirect=10, raise_on_status=False)
-
-#: CSV dialect of every query: ``#datatype`` types the columns, ``#group`` tells tags from fields.
-QUERY_DIALECT = Dialect(
-    header=True,
-    delimiter=",",
-    comment_prefix="#",
-    annotations=["datatype", "group"],
-    date_time_format="RFC3339Nano",
-)
-
 
 @dataclass
 class V2Transport:
@@ -112,7 +89,7 @@ class V2Transport:
             org=self.org,
             timeout=(max(1, int(self.timeout * 1000)),) * 2,  # (connect, read) in ms
             enable_gzip=self.gzip_level > 0,
-            retries=_no_retries_but_redirects(),
+            retries=no_retries_but_redirects(),
         )
         if self.gzip_level > 0:
             self._compress_writes_at(self.gzip_level)
@@ -187,7 +164,7 @@ class V2Transport:
                     return
                 invisible = True  # 2.7 would have answered 404 for a missing bucket
             except ApiException as error:
-                if error.status != 404 or "organization" in _body_text(error):
+                if error.status != 404 or "organization" in body_text(error):
                     raise
             try:
                 buckets.create_bucket(bucket_name=database, org=self.org)
@@ -196,7 +173,7 @@ class V2Transport:
                     log.info("bucket %r is not visible to this token and it may not create one; assuming it "
                              "exists (a write to a missing bucket fails with 'bucket not found')", database)
                     return
-                if error.status not in (409, 422) or "already exists" not in _body_text(error):
+                if error.status not in (409, 422) or "already exists" not in body_text(error):
                     raise
             except InfluxDBError as error:  # the org name could not be resolved to an ID
                 raise BadRequestError(
@@ -335,7 +312,7 @@ class V2Transport:
         )
 
     def _api_error(self, error: ApiException, description: str = "") -> InfluxAssetsError:
-        if error.status == 404 and description in ("delete", "Flux query") and _is_missing_route(error):
+        if error.status == 404 and description in ("delete", "Flux query") and is_missing_route(error):
             endpoint = "/api/v2/delete" if description == "delete" else "/api/v2/query"
             return UnsupportedServerError(
                 f"InfluxDB at {self.where} has no {endpoint} (InfluxDB 3 or Cloud Serverless): use "
@@ -347,29 +324,6 @@ class V2Transport:
             return ServerUnreachableError(
                 f"cannot reach InfluxDB at {self.where} — is it running? ({detail[:300]})"
             )
-        text = redact(_body_text(error), (self.token,)).strip()
+        text = redact(body_text(error), (self.token,)).strip()
         retry_after = retry_after_seconds(error) if error.headers is not None else None  # seconds or HTTP-date
         return classify_response(int(error.status), text, self.where, retry_after)
-
-
-def _is_missing_route(error: ApiException) -> bool:
-    """A 404 for the endpoint itself (3.x: plain ``Not found``), not for a bucket or org it names."""
-    text = _body_text(error).lower()
-    return "bucket" not in text and "organization" not in text and "org " not in text
-
-
-def _body_text(error: ApiException) -> str:
-    """The server's explanation: ``code: message`` of a 2.x JSON error body, else the body itself.
-
-    The code matters: a query on a missing bucket says ``not found: ... could not find bucket "x"``.
-    """
-    body = error.body
-    text = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else str(body or "")
-    try:
-        payload = json.loads(text)
-    except ValueError:
-        return text or str(error.reason or "")
-    if not isinstance(payload, dict) or "message" not in payload:
-        return text
-    code = payload.get("code")
-    return f"{code}: {payload['message']}" if code else str(payload["message"])

@@ -51,78 +51,28 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from urllib.parse import parse_qsl, quote, unquote, urlencode
 
 import numpy as np
 import pandas as pd
 
 from influx_assets.influxdb.client.connection import InfluxDBConnection
-from influx_assets.influxdb.client.errors import BadRequestError, InfluxAssetsError, PartialWriteError
+from influx_assets.influxdb.client.errors import BadRequestError, PartialWriteError
 from influx_assets.influxdb.client.line_protocol import EncodedFrame, time_column_to_ns
 from influx_assets.influxdb.client.slice import MeasurementSlice
-from influx_assets.influxdb.client.transport import KnownSchema
+from influx_assets.influxdb.client.ledger import (  # noqa: F401 - the ledger's names, re-exported
+    COMMITTED,
+    LEDGER_MEASUREMENT,
+    LEDGER_SCHEMA,
+    WHOLE_MEASUREMENT_NS,
+    WRITING,
+    LedgerEntry,
+    WindowNotCommittedError,
+    column_or_nulls,
+    ledger_target,
+    overlaps,
+)
 
 log = logging.getLogger("influx_assets.influxdb")
-
-LEDGER_MEASUREMENT = "influx_assets_windows"
-WRITING = "writing"
-COMMITTED = "committed"
-#: The ledger's columns as it writes them (reads need not ask the server).
-LEDGER_SCHEMA = KnownSchema(
-    tags=("measurement", "target"),
-    fields=(("state", "string"), ("write_id", "string"), ("run_id", "string"), ("rows", "integer"),
-            ("written_at", "integer")),
-)
-#: Ledger time of an unpartitioned asset's single entry.
-WHOLE_MEASUREMENT_NS = 0
-
-
-class WindowNotCommittedError(InfluxAssetsError):
-    """A window is being replaced by another writer, or its last writer stopped before finishing.
-
-    Attributes:
-        measurement: the measurement.
-        run_id: the run that began the unfinished write (``""`` if not a Dagster run).
-    """
-
-    def __init__(self, message: str, measurement: str, run_id: str) -> None:
-        super().__init__(message)
-        self.measurement, self.run_id = measurement, run_id
-
-
-@dataclass(frozen=True)
-class LedgerEntry:
-    """One window's latest write, as the ledger holds it."""
-
-    start_ns: int
-    state: str
-    write_id: str
-    run_id: str
-    rows: int | None
-    written_at_ns: int
-
-
-def ledger_target(where: MeasurementSlice) -> str:
-    """The ledger's ``target`` tag of a slice: its measurement (percent-escaped), plus its tag filters."""
-    measurement = quote(where.measurement, safe="")
-    if not where.tag_filters:
-        return measurement
-    return f"{measurement}?{urlencode(sorted(where.tag_filters))}"
-
-
-def _target_filters(target: str) -> tuple[str, dict[str, str]]:
-    measurement, _, query = target.partition("?")
-    return unquote(measurement), dict(parse_qsl(query, keep_blank_values=True))
-
-
-def _overlaps(target: str, where: MeasurementSlice) -> bool:
-    """Whether the slice ``target`` names can share points with ``where`` (no tag filter contradicts)."""
-    measurement, filters = _target_filters(target)
-    if measurement != where.measurement:
-        return False
-    wanted = dict(where.tag_filters)
-    return all(wanted.get(key, value) == value for key, value in filters.items())
-
 
 @dataclass(frozen=True)
 class Replacement:
@@ -266,7 +216,7 @@ class WindowStore:
         A whole-window writer's entry covers a one-tag reader and the other way round.
         """
         rows = self._ledger_rows(where, None)  # every target of the measurement: a few points per window
-        return {key: entry for key, entry in self._parse(rows).items() if _overlaps(key[0], where)}
+        return {key: entry for key, entry in self._parse(rows).items() if overlaps(key[0], where)}
 
     def entries(self, where: MeasurementSlice) -> dict[int, LedgerEntry]:
         """:meth:`overlapping_entries` by window start: where several exist, the unfinished (or newest) one."""
@@ -284,8 +234,8 @@ class WindowStore:
         starts = time_column_to_ns(frame["time"], "time")
         entries = {}
         for target, start, state, write_id, run_id, rows, written_at in zip(
-            _column(frame, "target"), starts, frame["state"], frame["write_id"], _column(frame, "run_id"),
-            _column(frame, "rows"), _column(frame, "written_at"), strict=True,
+            column_or_nulls(frame, "target"), starts, frame["state"], frame["write_id"], column_or_nulls(frame, "run_id"),
+            column_or_nulls(frame, "rows"), column_or_nulls(frame, "written_at"), strict=True,
         ):
             entries[(str(target), int(start))] = LedgerEntry(
                 int(start), str(state), str(write_id), "" if pd.isna(run_id) else str(run_id),
@@ -340,7 +290,3 @@ class WindowStore:
             "partition again.",
             where.measurement, run_id,
         )
-
-
-def _column(frame: pd.DataFrame, name: str) -> pd.Series:
-    return frame[name] if name in frame.columns else pd.Series([None] * len(frame), index=frame.index)
