@@ -56,7 +56,6 @@ from influx_assets.influxdb.partition_slices import (
     PartitionSlice,
     fill_partition_columns,
     owning_slice,
-    partition_tags,
     slices_for,
 )
 from influx_assets.influxdb.resource import InfluxDBResource
@@ -188,8 +187,7 @@ class InfluxDBIOManager(ConfigurableIOManager):
         asset = context.asset_key.to_user_string()
         database, measurement, tags, time_column, partition_expr = self._target(context)
         slices = slices_for(context, database, measurement, partition_expr)
-        partition_columns = list(partition_tags(context.asset_partitions_def if context.has_asset_partitions else None,
-                                                partition_expr, asset).values())
+        partition_columns = list(dict.fromkeys(column for s in slices for column, _ in s.where.tag_filters))
         frame = fill_partition_columns(frame, slices, partition_columns)
         tags = [*tags, *(c for c in partition_columns if c not in tags)]
         whole = encode_frame(frame, measurement, tags, time_column)  # validates every row before anything is sent

@@ -60,10 +60,11 @@ class PartitionSlice:
         return dict(self.where.tag_filters)
 
 
-def partition_tags(partitions_def: PartitionsDefinition | None, partition_expr: object, asset: str) -> dict[str, str]:
-    """``{dimension name: tag column}`` for the non-time dimensions (empty for time windows / none)."""
-    if partitions_def is None or isinstance(partitions_def, TimeWindowPartitionsDefinition):
-        return {}
+def partition_tags(partitions_def: PartitionsDefinition, partition_expr: object, asset: str) -> dict[str, str]:
+    """``{dimension name: tag column}`` of a static, dynamic or multi-partitioned asset's non-time dimensions.
+
+    A single static or dynamic dimension has the name ``""``.
+    """
     if isinstance(partitions_def, MultiPartitionsDefinition):
         time_dim = _time_dimension_name(partitions_def)
         others = [d.name for d in partitions_def.partitions_defs if d.name != time_dim]

@@ -1,6 +1,7 @@
 """``InfluxDBResource``: Dagster configuration and lifecycle around one :class:`InfluxDBConnection`."""
 
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 
 import pandas as pd
@@ -8,10 +9,9 @@ from dagster import ConfigurableResource, DagsterInstance, EnvVar, InitResourceC
 from pydantic import Field, PrivateAttr, field_validator
 
 from influx_assets.influxdb.client.connection import ConnectionSettings, InfluxDBConnection, WriteResult
-from influx_assets.influxdb.client.environment import check_secret, check_url, normalize_api, settings_from_env
+from influx_assets.influxdb.client.environment import DEFAULT_API, DEFAULT_DATABASE, check_secret, check_url, normalize_api, settings_from_env
 from influx_assets.influxdb.client.http import public_url
 from influx_assets.influxdb.client.line_protocol import EncodedFrame
-from influx_assets.influxdb.client.retries import RetrySettings
 from influx_assets.influxdb.client.slice import MeasurementSlice
 from influx_assets.influxdb.client.transport import KnownSchema, ServerInfo, Transport
 from influx_assets.influxdb.client.window_store import WindowStore
@@ -42,9 +42,9 @@ class InfluxDBResource(ConfigurableResource):
 
     url: str = Field(default="http://127.0.0.1:8086", description="Base URL of the InfluxDB HTTP API.")
     api: str = Field(
-        default="auto", description="'v1' (1.x, 3.x), 'v2' (2.x, Cloud) or 'auto' (ask /ping)."
+        default=DEFAULT_API, description="'v1' (1.x, 3.x), 'v2' (2.x, Cloud) or 'auto' (ask /ping)."
     )
-    database: str = Field(default="telemetry", description="Default database (1.x/3.x) or bucket (2.x).")
+    database: str = Field(default=DEFAULT_DATABASE, description="Default database (1.x/3.x) or bucket (2.x).")
     # repr=False: a logged or printed resource must not show credentials.
     token: str | None = Field(
         default=None, description="API token (2.x/3.x, or 1.8+ 'user:password').", repr=False
@@ -123,14 +123,9 @@ class InfluxDBResource(ConfigurableResource):
     def connection(self) -> InfluxDBConnection:
         """The Dagster-free connection these settings describe (created on first use)."""
         if self._connection is None:
-            self._connection = InfluxDBConnection(ConnectionSettings(
-                url=self.url, api=self.api, database=self.database, token=self.token, org=self.org,
-                username=self.username, password=self.password, timeout_seconds=self.timeout_seconds,
-                max_attempts=self.max_attempts, initial_backoff_seconds=self.initial_backoff_seconds,
-                max_backoff_seconds=self.max_backoff_seconds, max_retry_after_seconds=self.max_retry_after_seconds,
-                write_batch_size=self.write_batch_size, gzip_level=self.gzip_level,
-                create_database=self.create_database,
-            ))
+            # every connection setting is a field of this resource of the same name
+            settings = {f.name: getattr(self, f.name) for f in dataclasses.fields(ConnectionSettings)}
+            self._connection = InfluxDBConnection(ConnectionSettings(**settings))
         return self._connection
 
     def window_store(self, instance: DagsterInstance | None = None) -> WindowStore:
@@ -148,11 +143,6 @@ class InfluxDBResource(ConfigurableResource):
             self._connection.close()
 
     # --- the connection's operations, for convenience --------------------------------------------
-    @property
-    def retry_settings(self) -> RetrySettings:
-        """The backoff schedule built from this configuration."""
-        return self.connection.settings.retry
-
     @property
     def public_url(self) -> str:
         """The URL without credentials, safe to show."""

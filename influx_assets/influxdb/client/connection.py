@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from influx_assets.influxdb.client.environment import normalize_api
+from influx_assets.influxdb.client.environment import DEFAULT_API, DEFAULT_DATABASE, normalize_api
 from influx_assets.influxdb.client.errors import TransientInfluxError
 from influx_assets.influxdb.client.http import HttpSession, public_url
 from influx_assets.influxdb.client.line_protocol import EncodedFrame, encode_frame
@@ -34,8 +34,8 @@ class ConnectionSettings:
     """How to reach one server. ``token`` and ``password`` never appear in ``repr``."""
 
     url: str
-    api: str = "auto"
-    database: str = "telemetry"
+    api: str = DEFAULT_API
+    database: str = DEFAULT_DATABASE
     token: str | None = field(default=None, repr=False)
     org: str | None = None
     username: str | None = None
