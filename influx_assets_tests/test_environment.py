@@ -1,10 +1,15 @@
 """Configuration without the scripts: unset variables take their documented defaults, bad ones fail at once."""
 
+import os
+import subprocess
+import sys
+
 import pytest
 from dagster import EnvVar
 
 from influx_assets.influxdb import InfluxDBResource
 from influx_assets.influxdb.client.environment import InfluxDBConfigError, settings_from_env
+from influx_assets.telemetry.partitions import pipeline_start
 
 
 def test_unset_and_empty_variables_take_the_documented_defaults() -> None:
@@ -73,3 +78,30 @@ def test_a_secret_read_from_a_file_loses_its_line_break_and_a_bad_one_is_refused
     with pytest.raises(ValueError) as raised:
         InfluxDBResource(url="http://db:8086", token="to\rken")
     assert "to\rken" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"), [(None, "2024-01-01"), ("", "2024-01-01"), (" 2026-11-30 ", "2026-11-30")]
+)
+def test_the_pipeline_start_is_configuration_with_a_default(value: str | None, expected: str) -> None:
+    environ = {} if value is None else {"INFLUX_ASSETS_START": value}
+    assert pipeline_start(environ) == expected
+
+
+@pytest.mark.parametrize("value", ["2026-13-01", "01.12.2026", "2026-12-01T05:00", "yesterday"])
+def test_a_malformed_pipeline_start_is_refused_naming_the_variable(value: str) -> None:
+    with pytest.raises(InfluxDBConfigError, match=r"INFLUX_ASSETS_START must be a UTC date as YYYY-MM-DD"):
+        pipeline_start({"INFLUX_ASSETS_START": value})
+
+
+def test_the_code_location_partitions_start_at_the_configured_day() -> None:
+    probe = (
+        "from influx_assets.definitions import defs\n"
+        "graph = defs.resolve_asset_graph()\n"
+        "starts = {str(graph.get(k).partitions_def.start) for k in graph.materializable_asset_keys"
+        " if graph.get(k).partitions_def is not None and graph.get(k).group_name == 'telemetry'}\n"
+        "print(sorted(starts))\n"
+    )
+    env = {**os.environ, "INFLUX_ASSETS_START": "2026-11-30"}
+    shown = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    assert shown.stdout.strip() == "['2026-11-30 00:00:00+00:00']"

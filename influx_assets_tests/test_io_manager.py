@@ -209,6 +209,14 @@ def test_a_range_run_writes_every_window_and_reports_true_per_partition_counts(r
     by_partition = {e.partition: e.materialization.metadata for e in events}
     assert {k: m["dagster/row_count"].value for k, m in by_partition.items()} == {key(0): 120, key(1): 0, key(2): 120}
     assert {m["range_row_count"].value for m in by_partition.values()} == {240}
+    # each partition shows its own window; the run's whole window is named range_*
+    for hour in range(3):
+        own = by_partition[key(hour)]
+        start = (H0 + pd.Timedelta(hours=hour)).timestamp()
+        assert (own["window_start"].value, own["window_end"].value) == (start, start + 3600)
+        assert own["window"].value.startswith(f"[{(H0 + pd.Timedelta(hours=hour)).isoformat()}, ")
+        assert own["range_window_start"].value == H0.timestamp()
+        assert own["range_window_end"].value == H0.timestamp() + 3 * 3600
 
 
 def test_random_doubles_and_null_tags_reach_a_downstream_asset_exactly(run, script, influxdb) -> None:

@@ -35,6 +35,7 @@ from influx_assets.telemetry import (
     pipeline_checks,
     raw_telemetry,
 )
+from influx_assets.telemetry.partitions import hourly_windows
 from influx_assets.telemetry.archive import archive_path
 from influx_assets.telemetry.raw import observe_window, window_changed
 from influx_assets.resources import resources_for
@@ -129,9 +130,8 @@ def test_every_stage_matches_the_manifest_per_window_reason_and_stage(influxdb, 
         metadata = materialization_metadata(result, "validated_telemetry")
         processed[key] = metadata["raw_fingerprint"]
         assert metadata["raw_fingerprint"] == before[key]
-        assert {c: metadata[f"quarantined_{c}"] for c in REASON_CODES} == manifest["windows"][key][
-            "quarantined"
-        ]
+        reasons = materialization_metadata(result, "quarantined_telemetry")
+        assert {c: reasons[f"quarantined_{c}"] for c in REASON_CODES} == manifest["windows"][key]["quarantined"]
     assert_windows_match(oracle, manifest, late_written=False)
 
     # 2. late arrivals change exactly the windows they belong to; re-processing picks them up
@@ -170,9 +170,15 @@ def test_every_stage_matches_the_manifest_per_window_reason_and_stage(influxdb, 
     hourly = rows(oracle, "telemetry_1h")
     assert len(hourly) == day["rows_1h"] and sum(r["count"] for r in hourly) == day["normalized"]
     assert len(rows(oracle, "sensor_features")) == day["series"]
-    assert (
-        all(o.passed for o in check_outcomes(results[-1]).values()) and len(check_outcomes(results[-1])) == 8
-    )
+    daily = check_outcomes(results[-1])
+    partial = {name: daily.pop(name) for name in list(daily) if name.endswith(":built_from_every_hour")}
+    assert all(o.passed for o in daily.values()) and len(daily) == 8
+    # the day was built from the 2 processed hours of 24: each daily stage warns, saying so
+    assert sorted(partial) == [f"{a}:built_from_every_hour" for a in ("sensor_features", "telemetry_1h", "telemetry_archive")]
+    for outcome in partial.values():
+        assert not outcome.passed and outcome.severity == AssetCheckSeverity.WARN
+        assert outcome.metadata["hourly_windows_materialized"].value == len(HOURS)
+        assert outcome.description.startswith(f"built from {len(HOURS)} of 24 hourly windows")
 
     # the archive holds exactly the day's normalized points
     archive_file = tmp_path / "cold" / archive_path("", pd.Timestamp(DAY, tz="UTC")).lstrip("/")
@@ -272,10 +278,27 @@ def test_a_single_run_backfill_writes_the_same_windows_as_one_run_per_window(inf
         tags={"dagster/asset_partition_range_start": HOURS[0], "dagster/asset_partition_range_end": HOURS[1]},
     )
     assert backfill.success
-    outcomes = check_outcomes(backfill)
-    assert all(o.passed for name, o in outcomes.items() if not name.endswith("window_completeness"))
-    metadata = materialization_metadata(backfill, "validated_telemetry")
-    assert metadata["partitions_in_run"] == 2
+    # every check reports every window of the range on that window's own partition
+    evaluations = backfill.get_asset_check_evaluations()
+    checks = {e.asset_check_key for e in evaluations}
+    assert sorted((e.asset_check_key.to_user_string(), e.partition) for e in evaluations) == sorted(
+        (key.to_user_string(), hour) for key in checks for hour in HOURS
+    )
+    assert all(e.passed for e in evaluations if e.asset_check_key.name != "window_completeness")
+    # each partition's metadata is its window's own; what is the range's is named range_*
+    normalized = {
+        e.partition: {k: v.value for k, v in e.materialization.metadata.items()}
+        for e in backfill.get_asset_materialization_events() if e.asset_key == AssetKey("normalized_telemetry")
+    }
+    for key in HOURS:
+        start = pd.Timestamp(hourly_windows.time_window_for_partition_key(key).start)
+        own = normalized[key]
+        assert (own["window_start"], own["window_end"]) == (start.timestamp(), start.timestamp() + 3600)
+        assert own["rows_out"] == own["dagster/row_count"] == len(rows(oracle, "normalized_telemetry", window_clause(key)))
+        assert start.timestamp() <= own["earliest_row"] <= own["latest_row"] < start.timestamp() + 3600
+        assert own["range_windows"] == 2
+        assert own["range_rows_out"] == sum(normalized[k]["rows_out"] for k in HOURS)
+        assert "window_hours" not in own and "rows_in" in own
     # each partition of the range run records its own raw window, as a single-window run would
     per_partition = {
         e.partition: (e.materialization.metadata["raw_fingerprint"].value, e.materialization.metadata["raw_points"].value)
@@ -295,7 +318,7 @@ def test_a_window_without_raw_points_materializes_empty_stages(influxdb, oracle,
     instance = DagsterInstance.ephemeral()
     results = [run(HOURS[0], hourly_assets, resources, instance), run(DAY, daily_assets, resources, instance)]
     assert all(r.success for r in results)
-    assert all(o.passed for r in results for o in check_outcomes(r).values())
+    assert all(o.passed for r in results for o in check_outcomes(r).values() if o.severity == AssetCheckSeverity.ERROR)
     assert materialization_metadata(results[0], "validated_telemetry")["rows_out"] == 0
     assert [m for m in oracle.measurements() if m not in ("sensor_raw", "pipeline_metrics", LEDGER_MEASUREMENT)] == []
     # ...but every stage's empty window is recorded as committed with zero rows

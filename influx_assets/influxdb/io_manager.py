@@ -44,6 +44,7 @@ from dagster import (
     ResourceDependency,
     TableColumn,
     TableSchema,
+    TimeWindowPartitionsDefinition,
 )
 from pydantic import PrivateAttr
 
@@ -87,19 +88,33 @@ def _store(influxdb: InfluxDBResource, context: OutputContext | InputContext) ->
     return influxdb.window_store(instance)
 
 
-def _per_partition_row_counts(context: OutputContext, counts: dict[str, int]) -> None:
-    """Set ``dagster/row_count`` of each partition of a multi-partition run to that partition's points.
+def _per_partition_metadata(context: OutputContext, replaced: list[tuple[PartitionSlice, Replacement]]) -> bool:
+    """Give each partition of a multi-partition run its own ``dagster/row_count`` and window.
 
-    Per-partition metadata overrides the run-wide value on each partition's event (one small entry
-    each, not a dict of every partition copied to every event). Needs the step's context, which
-    ``build_output_context`` does not provide: there the run-wide total stays.
+    Per-partition metadata overrides the run-wide value on each partition's event (a few small
+    entries each, not a dict of every partition copied to every event): a time partition shows its
+    own ``window``, ``window_start`` and ``window_end``. Needs the step's context, which
+    ``build_output_context`` does not provide: returns False there (the run-wide values stay).
     """
     try:
         step = context.step_context
     except DagsterInvariantViolationError:
-        return
-    for key, rows in counts.items():
-        step.add_asset_metadata({"dagster/row_count": MetadataValue.int(rows)}, asset_key=context.asset_key, partition_key=key)
+        return False
+    partitions_def = context.asset_partitions_def
+    for owned, replacement in replaced:
+        for key, start in zip(owned.keys, owned.starts_ns, strict=True):
+            metadata: dict[str, MetadataValue] = {
+                "dagster/row_count": MetadataValue.int(replacement.rows_per_window.get(start, 0)),
+            }
+            if isinstance(partitions_def, TimeWindowPartitionsDefinition):
+                span = partitions_def.time_window_for_partition_key(key)
+                metadata["window"] = MetadataValue.text(
+                    f"[{span.start.isoformat()}, {span.end.isoformat()})" + _describe_tags(owned)
+                )
+                metadata["window_start"] = MetadataValue.timestamp(span.start.timestamp())
+                metadata["window_end"] = MetadataValue.timestamp(span.end.timestamp())
+            step.add_asset_metadata(metadata, asset_key=context.asset_key, partition_key=key)
+    return True
 
 
 def _column_schema(frame: pd.DataFrame, tags: Sequence[str], time_column: str) -> TableSchema:
@@ -247,14 +262,12 @@ class InfluxDBIOManager(ConfigurableIOManager):
             metadata["window_start"] = MetadataValue.timestamp(min(w.start_ns for w in bounded) / 1e9)
             metadata["window_end"] = MetadataValue.timestamp(max(w.end_ns for w in bounded) / 1e9)
         keys = [k for s, _ in replaced for k in s.keys]
-        if len(keys) > 1:
-            # Dagster copies a run's metadata to every partition's event: say plainly the count is a
-            # total, and give each partition its own true count.
+        if len(keys) > 1 and _per_partition_metadata(context, replaced):
+            # Dagster copies a run's metadata to every partition's event: each partition has its own
+            # count and window now, and what is the whole run's is named range_*.
+            ranged = ("window", "window_start", "window_end", "points_dropped", "empty_tag_values", "write_seconds")
+            metadata = {(f"range_{k}" if k in ranged else k): v for k, v in metadata.items()}
             metadata["range_row_count"] = MetadataValue.int(points)
-            _per_partition_row_counts(context, {
-                key: r.rows_per_window.get(start, 0)
-                for s, r in replaced for key, start in zip(s.keys, s.starts_ns, strict=True)
-            })
         return metadata
 
     # --- input -----------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from influx_assets.telemetry.contract import (
     VALIDATED_MEASUREMENT,
 )
 from influx_assets.telemetry.downsample import telemetry_1h
+from influx_assets.telemetry.keys import NORMALIZED_TELEMETRY, SENSOR_FEATURES, TELEMETRY_1H, TELEMETRY_5M, TELEMETRY_ARCHIVE
 from influx_assets.telemetry.features import FEATURE_FIELDS, sensor_features
 from influx_assets.telemetry.normalize import normalized_telemetry
 from influx_assets.telemetry.raw import raw_telemetry
@@ -34,6 +35,7 @@ from influx_assets.telemetry.reconciliation import (
     archive_matches_source,
     counts_match_5m,
     counts_match_normalized,
+    hourly_inputs_check,
     no_invented_points,
     raw_count_reconciles,
     reasons_documented,
@@ -68,6 +70,9 @@ pipeline_checks = [
     counts_match_normalized,
     counts_match_5m,
     archive_matches_source,
+    hourly_inputs_check(TELEMETRY_1H, TELEMETRY_5M),
+    hourly_inputs_check(TELEMETRY_ARCHIVE, NORMALIZED_TELEMETRY),
+    hourly_inputs_check(SENSOR_FEATURES, NORMALIZED_TELEMETRY),
 ]
 
 __all__ = [

@@ -52,9 +52,9 @@ def telemetry_5m(context: AssetExecutionContext, normalized_telemetry: pd.DataFr
         report_stage(
             context,
             aggregates,
-            len(normalized_telemetry),
+            normalized_telemetry,
             started,
-            points_aggregated=MetadataValue.int(int(aggregates["count"].sum())),
+            window_facts=lambda _window, out, _rows_in: {"points_aggregated": MetadataValue.int(int(out["count"].sum()))},
         )
     )
     return aggregates

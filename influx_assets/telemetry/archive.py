@@ -26,6 +26,7 @@ from pydantic import Field
 
 from influx_assets.telemetry.partitions import daily_windows
 from influx_assets.telemetry.contract import NORMALIZED_MEASUREMENT, SERIES_TAGS
+from influx_assets.telemetry.keys import SHA256
 from influx_assets.telemetry.stage import DAILY_BACKFILL, GROUP, STAGE_RETRY, run_window, report_stage
 
 ARCHIVE_DATASET = NORMALIZED_MEASUREMENT
@@ -142,15 +143,13 @@ def telemetry_archive(
     metadata = report_stage(
         context,
         normalized_telemetry,
-        len(normalized_telemetry),
+        normalized_telemetry,
         started,
-        archive_path=MetadataValue.path(archive_path(base, start)),
+        window_facts=lambda window, out, _rows_in: {
+            "archive_path": MetadataValue.path(archive_path(base, window.start)),
+            SHA256: MetadataValue.text(digests[f"{window.start:%Y-%m-%d}"]),
+            "dagster/row_count": MetadataValue.int(len(out)),
+        },
         files=MetadataValue.int(len(digests)),
-        window_start=MetadataValue.timestamp(start.timestamp()),
-        window_end=MetadataValue.timestamp(end.timestamp()),
     )
-    metadata["dagster/row_count"] = MetadataValue.int(len(normalized_telemetry))
-    if len(digests) == 1:
-        metadata["sha256"] = MetadataValue.text(next(iter(digests.values())))
-    metadata["sha256_by_day"] = MetadataValue.json(digests)
     return MaterializeResult(metadata=metadata)

@@ -1,66 +1,115 @@
 """Quality gates shared by every stage: stored = returned, rows inside the window, no NaN.
 
 Each factory builds one partitioned ``@asset_check`` for a stage. They compare what the server holds
-*now* with what the stage reported in its materialization metadata (``fingerprint``, ``rows_out``,
-``earliest_row_ns``/``latest_row_ns``, ``window_start``/``window_end``) of the partition's latest
-materialization (in a pipeline run, the run's own). Blocking checks stop
-downstream stages of the run when they fail; the failed partition is the only one affected.
+*now* with what the stage reported in each window's materialization metadata (``fingerprint``,
+``rows_out``, ``earliest_row``/``latest_row``, ``window_start``/``window_end``; in a pipeline run, the
+run's own). Every check gives **one result per window** of its run (:func:`window_results`): a range
+run of 24 hours records 24 evaluations, each on its own partition, so the UI shows every window's own
+verdict and numbers. Blocking checks stop downstream stages of the run when any window fails.
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 from dagster import (
+    AssetCheckEvaluation,
     AssetCheckExecutionContext,
     AssetCheckResult,
     AssetChecksDefinition,
     AssetKey,
     AssetRecordsFilter,
+    DagsterEventType,
     DagsterInstance,
+    EventLogRecord,
     MetadataValue,
+    Output,
     PartitionsDefinition,
     asset_check,
+)
+from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+    AssetCheckEvaluationTargetMaterializationData,
 )
 
 from influx_assets.telemetry.fingerprint import frame_fingerprint
 from influx_assets.influxdb import InfluxDBResource
 from influx_assets.telemetry.stage import STAGE_RETRY
-from influx_assets.telemetry.keys import EARLIEST_ROW_NS, FINGERPRINT, LATEST_ROW_NS, ROWS_OUT, WINDOW_END, WINDOW_START
+from influx_assets.telemetry.keys import EARLIEST_ROW, FINGERPRINT, LATEST_ROW, ROWS_OUT
+from influx_assets.telemetry.windows import Window, run_windows, split_by_window
+
+CheckOutput = Iterator[AssetCheckEvaluation | Output]
 
 
-def latest_metadata(context: AssetCheckExecutionContext, asset_key: AssetKey) -> dict | None:
-    """Metadata of the latest materialization of the check's (first) partition of the asset.
+def check_windows(context: AssetCheckExecutionContext) -> list[Window]:
+    """The windows the check run covers (one, or each partition of a range run), in time order."""
+    return run_windows(context, context.check_specs[0].partitions_def)
+
+
+def window_materializations(
+    context: AssetCheckExecutionContext, asset_key: AssetKey, windows: Sequence[Window]
+) -> dict[str, EventLogRecord]:
+    """The latest materialization of each window of ``asset_key`` (two indexed lookups in all).
 
     In a run that materialized the asset that is this run's materialization — unless another run
-    materialized the partition since, whose claim is then the one the stored window must match. One
-    indexed lookup: reading the run's whole event log instead costs seconds in range runs (Dagster
-    writes one materialization per partition, each with the range's metadata).
+    materialized the partition since, whose claim is then the one the stored window must match.
     """
-    keys = list(context.partition_keys) if context.has_partition_key_range else [context.partition_key]
-    found = context.instance.fetch_materializations(
-        AssetRecordsFilter(asset_key=asset_key, asset_partitions=keys[:1]), limit=1
-    ).records
-    return dict(found[0].asset_materialization.metadata) if found else None
-
-
-def reported_window(metadata: dict, context: AssetCheckExecutionContext) -> tuple[pd.Timestamp, pd.Timestamp]:
-    """The window the materialization covered (the IO manager's ``window_start``/``window_end``).
-
-    A range run's materialization covers the whole range; without those keys, the check's own window.
-    """
-    if WINDOW_START not in metadata or WINDOW_END not in metadata:
-        return check_window(context)
-    return (
-        pd.Timestamp(metadata[WINDOW_START].value, unit="s", tz="UTC"),
-        pd.Timestamp(metadata[WINDOW_END].value, unit="s", tz="UTC"),
+    ids = context.instance.get_latest_storage_id_by_partition(
+        asset_key, DagsterEventType.ASSET_MATERIALIZATION, {w.key for w in windows}
     )
+    if not ids:
+        return {}
+    records = context.instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=asset_key, storage_ids=list(ids.values())), limit=len(ids)
+    ).records
+    return {str(r.partition_key): r for r in records}
 
 
-def check_window(context: AssetCheckExecutionContext) -> tuple[pd.Timestamp, pd.Timestamp]:
-    """The check run's own partition window."""
-    window = context.partition_time_window
-    return pd.Timestamp(window.start).tz_convert("UTC"), pd.Timestamp(window.end).tz_convert("UTC")
+def metadata_of(record: EventLogRecord | None) -> dict | None:
+    """A materialization record's metadata (None without a record)."""
+    return None if record is None else dict(record.asset_materialization.metadata)  # type: ignore[union-attr]
+
+
+def window_results(
+    context: AssetCheckExecutionContext,
+    results: Mapping[str, AssetCheckResult],
+    materialized: Mapping[str, EventLogRecord] | None = None,
+) -> CheckOutput:
+    """One evaluation per window, each on its own partition, then the check's output.
+
+    ``results`` maps partition keys to what the check found there. Dagster's ``AssetCheckResult``
+    carries no partition (a range run's single result reaches no partition: the UI shows every
+    window as skipped), so each becomes an ``AssetCheckEvaluation`` naming its partition and the
+    materialization it checked. A failed blocking ERROR evaluation still fails the step.
+    """
+    spec = context.check_specs[0]
+    if materialized is None:
+        materialized = window_materializations(context, spec.asset_key, [Window(k, pd.NaT, pd.NaT) for k in results])
+    for key, result in results.items():
+        record = materialized.get(key)
+        target = None if record is None else AssetCheckEvaluationTargetMaterializationData(
+            storage_id=record.storage_id, run_id=record.run_id, timestamp=record.timestamp
+        )
+        yield AssetCheckEvaluation(
+            asset_key=spec.asset_key,
+            check_name=spec.name,
+            passed=result.passed,
+            metadata=result.metadata,
+            target_materialization_data=target,
+            severity=result.severity,
+            description=result.description,
+            blocking=spec.blocking,
+            partition=key,
+        )
+    yield Output(None)
+
+
+def each_window(
+    context: AssetCheckExecutionContext,
+    verdict: Callable[[Window], AssetCheckResult],
+    materialized: Mapping[str, EventLogRecord] | None = None,
+) -> CheckOutput:
+    """:func:`window_results` of ``verdict`` applied to every window of the run."""
+    return window_results(context, {w.key: verdict(w) for w in check_windows(context)}, materialized)
 
 
 def read_measurement(
@@ -74,16 +123,24 @@ def read_measurement(
     return influxdb.window_store(instance).read(influxdb.slice(measurement, start, end))
 
 
-def _missing(asset_key: AssetKey) -> AssetCheckResult:
+def read_windows(
+    influxdb: InfluxDBResource, measurement: str, windows: Sequence[Window], instance: DagsterInstance | None = None
+) -> dict[str, pd.DataFrame]:
+    """Each window's stored points: one ledger read of the run's whole span, cut by window."""
+    frame = read_measurement(influxdb, measurement, windows[0].start, windows[-1].end, instance)
+    return {w.key: part for w, part in zip(windows, split_by_window(frame, windows), strict=True)}
+
+
+def _missing(asset_key: AssetKey, window: Window) -> AssetCheckResult:
     return AssetCheckResult(
-        passed=False, description=f"no materialization of {asset_key.to_user_string()} to compare"
+        passed=False, description=f"no materialization of {asset_key.to_user_string()} for window {window.key} to compare"
     )
 
 
 def readback_check(
     asset_key: str, measurement: str, partitions_def: PartitionsDefinition
 ) -> AssetChecksDefinition:
-    """Blocking: the fingerprint of the window read back equals the fingerprint of what was returned."""
+    """Blocking: the fingerprint of each window read back equals the fingerprint of what was returned."""
 
     @asset_check(
         asset=asset_key,
@@ -91,29 +148,48 @@ def readback_check(
         blocking=True,
         partitions_def=partitions_def,
         retry_policy=STAGE_RETRY,
-        description="What reads back from InfluxDB for the window is exactly what the stage returned.",
+        description=(
+            "What reads back from InfluxDB for the window is exactly what the stage returned "
+            "(content fingerprint of every row, stored vs reported)."
+        ),
     )
-    def _readback(context: AssetCheckExecutionContext, influxdb: InfluxDBResource) -> AssetCheckResult:
-        metadata = latest_metadata(context, AssetKey(asset_key))
-        if metadata is None:
-            return _missing(AssetKey(asset_key))
-        stored = read_measurement(influxdb, measurement, *reported_window(metadata, context), context.instance)
-        expected, actual = metadata[FINGERPRINT].value, frame_fingerprint(stored)
-        return AssetCheckResult(
-            passed=expected == actual,
-            metadata={
-                "rows_written": MetadataValue.int(int(metadata[ROWS_OUT].value)),
-                "rows_read_back": MetadataValue.int(len(stored)),
-                "expected_fingerprint": MetadataValue.text(expected),
-                "actual_fingerprint": MetadataValue.text(actual),
-            },
-        )
+    def _readback(context: AssetCheckExecutionContext, influxdb: InfluxDBResource) -> CheckOutput:
+        windows = check_windows(context)
+        materialized = window_materializations(context, AssetKey(asset_key), windows)
+        stored = read_windows(influxdb, measurement, windows, context.instance)
+
+        def verdict(window: Window) -> AssetCheckResult:
+            metadata = metadata_of(materialized.get(window.key))
+            if metadata is None or FINGERPRINT not in metadata:
+                return _missing(AssetKey(asset_key), window)
+            rows = stored[window.key]
+            expected, actual = metadata[FINGERPRINT].value, frame_fingerprint(rows)
+            written = int(metadata[ROWS_OUT].value)
+            return AssetCheckResult(
+                passed=expected == actual,
+                description=(
+                    f"{len(rows)} rows read back, {written} written: "
+                    + ("identical content." if expected == actual else "content differs.")
+                ),
+                metadata={
+                    "rows_written": MetadataValue.int(written),
+                    "rows_read_back": MetadataValue.int(len(rows)),
+                    "expected_fingerprint": MetadataValue.text(expected),
+                    "actual_fingerprint": MetadataValue.text(actual),
+                },
+            )
+
+        yield from each_window(context, verdict, materialized)
 
     return _readback
 
 
 def inside_window_check(asset_key: str, partitions_def: PartitionsDefinition) -> AssetChecksDefinition:
-    """Blocking: the earliest and latest row the stage returned lie inside its window."""
+    """Blocking: the earliest and latest row the stage returned for each window lie inside that window.
+
+    Compares the timestamps reported in the window's metadata (seconds, microsecond resolution); the
+    IO manager has already refused, to the nanosecond, any row outside the run's windows.
+    """
 
     @asset_check(
         asset=asset_key,
@@ -121,28 +197,35 @@ def inside_window_check(asset_key: str, partitions_def: PartitionsDefinition) ->
         blocking=True,
         partitions_def=partitions_def,
         retry_policy=STAGE_RETRY,
-        description="No row the stage produced lies outside its window.",
+        description="No row the stage produced for a window lies outside that window.",
     )
-    def _inside(context: AssetCheckExecutionContext) -> AssetCheckResult:
-        metadata = latest_metadata(context, AssetKey(asset_key))
-        if metadata is None:
-            return _missing(AssetKey(asset_key))
-        start, end = reported_window(metadata, context)
-        rows = int(metadata[ROWS_OUT].value)
-        earliest, latest = int(metadata[EARLIEST_ROW_NS].value), int(metadata[LATEST_ROW_NS].value)
-        inside = rows == 0 or (start.value <= earliest and latest < end.value)
-        return AssetCheckResult(
-            passed=inside,
-            metadata={
-                ROWS_OUT: MetadataValue.int(rows),
-                "seconds_before_window": MetadataValue.float(
-                    max(0.0, (start.value - earliest) / 1e9) if rows else 0.0
-                ),
-                "seconds_after_window": MetadataValue.float(
-                    max(0.0, (latest - end.value + 1) / 1e9) if rows else 0.0
-                ),
-            },
-        )
+    def _inside(context: AssetCheckExecutionContext) -> CheckOutput:
+        materialized = window_materializations(context, AssetKey(asset_key), check_windows(context))
+
+        def verdict(window: Window) -> AssetCheckResult:
+            metadata = metadata_of(materialized.get(window.key))
+            if metadata is None or ROWS_OUT not in metadata:
+                return _missing(AssetKey(asset_key), window)
+            rows = int(metadata[ROWS_OUT].value)
+            if rows == 0:
+                return AssetCheckResult(passed=True, description="no rows", metadata={ROWS_OUT: MetadataValue.int(0)})
+            earliest, latest = float(metadata[EARLIEST_ROW].value), float(metadata[LATEST_ROW].value)
+            start, end = window.start.timestamp(), window.end.timestamp()
+            before, after = max(0.0, start - earliest), max(0.0, latest - end)
+            inside = earliest >= start and latest < end
+            return AssetCheckResult(
+                passed=inside,
+                description=f"{rows} rows, first at {pd.Timestamp(earliest, unit='s', tz='UTC').isoformat()}, "
+                f"last at {pd.Timestamp(latest, unit='s', tz='UTC').isoformat()}: "
+                + ("inside the window." if inside else "outside the window."),
+                metadata={
+                    ROWS_OUT: MetadataValue.int(rows),
+                    "seconds_before_window": MetadataValue.float(round(before, 6)),
+                    "seconds_after_window": MetadataValue.float(round(after, 6)),
+                },
+            )
+
+        yield from each_window(context, verdict, materialized)
 
     return _inside
 
@@ -150,7 +233,7 @@ def inside_window_check(asset_key: str, partitions_def: PartitionsDefinition) ->
 def no_nan_check(
     asset_key: str, measurement: str, fields: Sequence[str], partitions_def: PartitionsDefinition
 ) -> AssetChecksDefinition:
-    """Blocking: every stored row of the window has a finite value in each aggregate field."""
+    """Blocking: every stored row of each window has a finite value in each aggregate field."""
 
     @asset_check(
         asset=asset_key,
@@ -158,21 +241,27 @@ def no_nan_check(
         blocking=True,
         partitions_def=partitions_def,
         retry_policy=STAGE_RETRY,
-        description=f"Fields {', '.join(fields)} are present and finite in every row.",
+        description=f"Fields {', '.join(fields)} are present and finite in every stored row of the window.",
     )
-    def _no_nan(context: AssetCheckExecutionContext, influxdb: InfluxDBResource) -> AssetCheckResult:
-        stored = read_measurement(influxdb, measurement, *check_window(context), context.instance)
-        bad: dict[str, int] = {}
-        for field in fields:
-            if field not in stored.columns:
-                bad[field] = len(stored)
-                continue
-            values = pd.to_numeric(stored[field], errors="coerce").astype("float64")
-            bad[field] = int((~np.isfinite(values.to_numpy())).sum())
-        return AssetCheckResult(
-            passed=sum(bad.values()) == 0,
-            metadata={"rows_checked": MetadataValue.int(len(stored))}
-            | {f"non_finite_{field}": MetadataValue.int(n) for field, n in bad.items()},
-        )
+    def _no_nan(context: AssetCheckExecutionContext, influxdb: InfluxDBResource) -> CheckOutput:
+        stored = read_windows(influxdb, measurement, check_windows(context), context.instance)
+
+        def verdict(window: Window) -> AssetCheckResult:
+            rows = stored[window.key]
+            bad: dict[str, int] = {}
+            for field in fields:
+                if field not in rows.columns:
+                    bad[field] = len(rows)
+                    continue
+                values = pd.to_numeric(rows[field], errors="coerce").astype("float64")
+                bad[field] = int((~np.isfinite(values.to_numpy())).sum())
+            return AssetCheckResult(
+                passed=sum(bad.values()) == 0,
+                description=f"{len(rows)} rows checked, {sum(bad.values())} non-finite values.",
+                metadata={"rows_checked": MetadataValue.int(len(rows))}
+                | {f"non_finite_{field}": MetadataValue.int(n) for field, n in bad.items()},
+            )
+
+        yield from each_window(context, verdict)
 
     return _no_nan

@@ -52,9 +52,9 @@ def telemetry_1h(context: AssetExecutionContext, telemetry_5m: pd.DataFrame) -> 
         report_stage(
             context,
             hourly,
-            len(telemetry_5m),
+            telemetry_5m,
             started,
-            points_aggregated=MetadataValue.int(int(hourly["count"].sum())),
+            window_facts=lambda _window, out, _rows_in: {"points_aggregated": MetadataValue.int(int(out["count"].sum()))},
         )
     )
     return hourly

@@ -103,10 +103,12 @@ def sensor_features(context: AssetExecutionContext, normalized_telemetry: pd.Dat
         report_stage(
             context,
             features,
-            len(normalized_telemetry),
+            normalized_telemetry,
             started,
-            sensors=MetadataValue.int(len(features)),
-            anomalies=MetadataValue.int(int(features["anomaly_count"].sum())),
+            window_facts=lambda _window, out, _rows_in: {
+                "sensors": MetadataValue.int(len(out)),
+                "anomalies": MetadataValue.int(int(out["anomaly_count"].sum())),
+            },
         )
     )
     return features

@@ -32,11 +32,16 @@ SENSOR_FEATURES = AssetKey(FEATURES_MEASUREMENT)
 FINGERPRINT = "fingerprint"
 ROWS_IN = "rows_in"
 ROWS_OUT = "rows_out"
-EARLIEST_ROW_NS = "earliest_row_ns"
-LATEST_ROW_NS = "latest_row_ns"
+#: first and last row of the window (timestamp metadata, seconds)
+EARLIEST_ROW = "earliest_row"
+LATEST_ROW = "latest_row"
+#: daily stages: hourly windows of the day whose input held data
+HOURLY_WINDOWS_USED = "hourly_windows_used"
 #: the window the IO manager wrote (set by InfluxDBIOManager)
 WINDOW_START = "window_start"
 WINDOW_END = "window_end"
 #: per raw window, on validated_telemetry: what the stage read (the late-data sensor compares them)
 RAW_FINGERPRINT = "raw_fingerprint"
+#: per day, on telemetry_archive: sha256 of the day's Parquet file
+SHA256 = "sha256"
 RAW_POINTS = "raw_points"

@@ -90,10 +90,12 @@ def normalized_telemetry(context: AssetExecutionContext, validated_telemetry: pd
         report_stage(
             context,
             normalized,
-            len(validated_telemetry),
+            validated_telemetry,
             started,
-            duplicates_collapsed=MetadataValue.int(len(validated_telemetry) - len(normalized)),
-            series=MetadataValue.int(int(normalized[list(SERIES_TAGS)].drop_duplicates().shape[0])),
+            window_facts=lambda _window, out, rows_in: {
+                "duplicates_collapsed": MetadataValue.int(len(rows_in) - len(out)),
+                "series": MetadataValue.int(int(out[list(SERIES_TAGS)].drop_duplicates().shape[0])),
+            },
         )
     )
     return normalized

@@ -38,7 +38,7 @@ RECENT_WINDOWS = 24
 
 # Dagster's tag for an observation's data version (what DataVersionsByPartition writes). Setting it on
 # our own observation event keeps count, fingerprint and version in one event per window.
-_DATA_VERSION_TAG = "dagster/data_version"
+DATA_VERSION_TAG = "dagster/data_version"
 
 
 @dataclass(frozen=True)
@@ -99,7 +99,7 @@ def raw_telemetry(context: OpExecutionContext, influxdb: InfluxDBResource) -> Da
                     "points": MetadataValue.int(seen.points),
                     FINGERPRINT: MetadataValue.text(seen.fingerprint),
                 },
-                tags={_DATA_VERSION_TAG: seen.data_version},
+                tags={DATA_VERSION_TAG: seen.data_version},
             )
         )
     return DataVersionsByPartition({})

@@ -9,12 +9,19 @@
 * ``reasons_documented`` (quarantined): every reason tag is a documented code.
 * ``archive_matches_source`` (telemetry_archive, blocking): the Parquet files read back are exactly
   the normalized window, byte-hashes as reported.
+* ``built_from_every_hour`` (each daily stage, WARN): every hourly window of its upstream was
+  materialized when the day was built.
+
+Each gives one result per window of its run (:func:`influx_assets.telemetry.checks.window_results`),
+with a one-sentence description of what it found.
 """
 
 import numpy as np
 import pandas as pd
 from dagster import (
     AssetCheckExecutionContext,
+    AssetChecksDefinition,
+    AssetKey,
     AssetCheckResult,
     AssetCheckSeverity,
     MetadataValue,
@@ -24,8 +31,15 @@ from dagster import (
 from influx_assets.telemetry.fingerprint import frame_fingerprint
 from influx_assets.influxdb import InfluxDBResource
 from influx_assets.telemetry.partitions import daily_windows, hourly_windows
-from influx_assets.telemetry.archive import ColdStorage, archive_path, days_of, read_day
-from influx_assets.telemetry.checks import check_window, latest_metadata, read_measurement
+from influx_assets.telemetry.archive import ColdStorage, archive_path, read_day
+from influx_assets.telemetry.checks import (
+    CheckOutput,
+    check_windows,
+    each_window,
+    metadata_of,
+    read_windows,
+    window_materializations,
+)
 from influx_assets.telemetry.contract import (
     FIVE_MINUTE_MEASUREMENT,
     HOURLY_MEASUREMENT,
@@ -39,7 +53,8 @@ from influx_assets.telemetry.contract import (
 from influx_assets.telemetry.normalize import canonical_tag
 from influx_assets.telemetry.stage import STAGE_RETRY
 from influx_assets.influxdb import as_text
-from influx_assets.telemetry.keys import NORMALIZED_TELEMETRY, QUARANTINED_TELEMETRY, RAW_POINTS, TELEMETRY_1H, TELEMETRY_5M, TELEMETRY_ARCHIVE, VALIDATED_TELEMETRY
+from influx_assets.telemetry.windows import Window
+from influx_assets.telemetry.keys import SHA256, NORMALIZED_TELEMETRY, QUARANTINED_TELEMETRY, RAW_POINTS, TELEMETRY_1H, TELEMETRY_5M, TELEMETRY_ARCHIVE, VALIDATED_TELEMETRY
 
 #: A series is complete when it has at least this share of the points its cadence implies.
 MIN_COMPLETENESS = 0.9
@@ -72,41 +87,54 @@ def _count(frame: pd.DataFrame, column: str = "count") -> int:
     blocking=True,
     partitions_def=hourly_windows,
     retry_policy=STAGE_RETRY,
-    description="Raw points of the window = validated + quarantined points.",
+    description="Raw points of the window = validated + quarantined points: validation drops nothing silently.",
 )
-def raw_count_reconciles(context: AssetCheckExecutionContext, influxdb: InfluxDBResource) -> AssetCheckResult:
-    start, end = check_window(context)
-    raw = len(read_measurement(influxdb, RAW_MEASUREMENT, start, end, context.instance))
-    validated = len(read_measurement(influxdb, VALIDATED_MEASUREMENT, start, end, context.instance))
-    quarantined = len(read_measurement(influxdb, QUARANTINED_MEASUREMENT, start, end, context.instance))
-    return AssetCheckResult(
-        passed=raw == validated + quarantined,
-        metadata={
-            RAW_POINTS: MetadataValue.int(raw),
-            "validated": MetadataValue.int(validated),
-            "quarantined": MetadataValue.int(quarantined),
-            "unaccounted": MetadataValue.int(raw - validated - quarantined),
-        },
+def raw_count_reconciles(context: AssetCheckExecutionContext, influxdb: InfluxDBResource) -> CheckOutput:
+    windows = check_windows(context)
+    raw, validated, quarantined = (
+        read_windows(influxdb, m, windows, context.instance)
+        for m in (RAW_MEASUREMENT, VALIDATED_MEASUREMENT, QUARANTINED_MEASUREMENT)
     )
+
+    def verdict(window: Window) -> AssetCheckResult:
+        counts = len(raw[window.key]), len(validated[window.key]), len(quarantined[window.key])
+        unaccounted = counts[0] - counts[1] - counts[2]
+        return AssetCheckResult(
+            passed=unaccounted == 0,
+            description=f"{counts[0]} raw = {counts[1]} validated + {counts[2]} quarantined"
+            + ("." if unaccounted == 0 else f" + {unaccounted} unaccounted."),
+            metadata={
+                RAW_POINTS: MetadataValue.int(counts[0]),
+                "validated": MetadataValue.int(counts[1]),
+                "quarantined": MetadataValue.int(counts[2]),
+                "unaccounted": MetadataValue.int(unaccounted),
+            },
+        )
+
+    yield from each_window(context, verdict)
 
 
 @asset_check(
     asset=QUARANTINED_TELEMETRY,
     partitions_def=hourly_windows,
     retry_policy=STAGE_RETRY,
-    description="Every quarantined point carries a documented reason code.",
+    description="Every quarantined point of the window carries a documented reason code.",
 )
-def reasons_documented(context: AssetCheckExecutionContext, influxdb: InfluxDBResource) -> AssetCheckResult:
-    stored = read_measurement(influxdb, QUARANTINED_MEASUREMENT, *check_window(context), context.instance)
-    reasons = stored["reason"] if "reason" in stored.columns else pd.Series([], dtype="str")
-    unknown = sorted(set(reasons.fillna("<none>")) - set(REASON_CODES))
-    return AssetCheckResult(
-        passed=not unknown,
-        metadata={
-            "quarantined": MetadataValue.int(len(stored)),
-            "unknown_reasons": MetadataValue.json(unknown),
-        },
-    )
+def reasons_documented(context: AssetCheckExecutionContext, influxdb: InfluxDBResource) -> CheckOutput:
+    stored = read_windows(influxdb, QUARANTINED_MEASUREMENT, check_windows(context), context.instance)
+
+    def verdict(window: Window) -> AssetCheckResult:
+        rows = stored[window.key]
+        reasons = rows["reason"] if "reason" in rows.columns else pd.Series([], dtype="str")
+        unknown = sorted(set(reasons.fillna("<none>")) - set(REASON_CODES))
+        return AssetCheckResult(
+            passed=not unknown,
+            description=f"{len(rows)} quarantined points, "
+            + ("every reason documented." if not unknown else f"undocumented reasons: {', '.join(unknown)}."),
+            metadata={"quarantined": MetadataValue.int(len(rows)), "unknown_reasons": MetadataValue.json(unknown)},
+        )
+
+    yield from each_window(context, verdict)
 
 
 @asset_check(
@@ -114,56 +142,89 @@ def reasons_documented(context: AssetCheckExecutionContext, influxdb: InfluxDBRe
     blocking=True,
     partitions_def=hourly_windows,
     retry_policy=STAGE_RETRY,
-    description="Normalized rows = distinct canonical (site, sensor_id, kind, time) of validated points.",
+    description="Normalized rows = distinct canonical (site, sensor_id, kind, time) of validated points: "
+    "duplicates collapse, nothing is invented.",
 )
-def no_invented_points(context: AssetCheckExecutionContext, influxdb: InfluxDBResource) -> AssetCheckResult:
-    start, end = check_window(context)
-    validated = read_measurement(influxdb, VALIDATED_MEASUREMENT, start, end, context.instance)
-    normalized = read_measurement(influxdb, NORMALIZED_MEASUREMENT, start, end, context.instance)
-    readings = 0
-    if len(validated):
-        keys = pd.DataFrame(
-            {
-                "time": validated["time"],
-                "site": canonical_tag(validated["site"]),
-                "sensor_id": canonical_tag(validated["sensor_id"]),
-                "kind": as_text(validated["kind"]).str.strip().str.lower(),
-            }
+def no_invented_points(context: AssetCheckExecutionContext, influxdb: InfluxDBResource) -> CheckOutput:
+    windows = check_windows(context)
+    validated = read_windows(influxdb, VALIDATED_MEASUREMENT, windows, context.instance)
+    normalized = read_windows(influxdb, NORMALIZED_MEASUREMENT, windows, context.instance)
+
+    def verdict(window: Window) -> AssetCheckResult:
+        points, stored = validated[window.key], len(normalized[window.key])
+        readings = 0
+        if len(points):
+            keys = pd.DataFrame(
+                {
+                    "time": points["time"],
+                    "site": canonical_tag(points["site"]),
+                    "sensor_id": canonical_tag(points["sensor_id"]),
+                    "kind": as_text(points["kind"]).str.strip().str.lower(),
+                }
+            )
+            readings = len(keys.drop_duplicates())
+        return AssetCheckResult(
+            passed=stored == readings,
+            description=f"{stored} normalized rows for {readings} distinct readings of {len(points)} validated points.",
+            metadata={
+                "validated": MetadataValue.int(len(points)),
+                "distinct_readings": MetadataValue.int(readings),
+                "normalized": MetadataValue.int(stored),
+            },
         )
-        readings = len(keys.drop_duplicates())
-    return AssetCheckResult(
-        passed=len(normalized) == readings,
-        metadata={
-            "validated": MetadataValue.int(len(validated)),
-            "distinct_readings": MetadataValue.int(readings),
-            "normalized": MetadataValue.int(len(normalized)),
-        },
-    )
+
+    yield from each_window(context, verdict)
+
+
+def _incomplete_table(incomplete: pd.DataFrame, limit: int = 20) -> MetadataValue:
+    """The least complete series as a Markdown table (at most ``limit`` rows)."""
+    if incomplete.empty:
+        return MetadataValue.md("*every series complete*")
+    lines = ["| site | sensor_id | kind | points | expected | completeness |", "|---|---|---|---|---|---|"]
+    for row in incomplete.sort_values("ratio").head(limit).itertuples(index=False):
+        lines.append(
+            f"| {row.site} | {row.sensor_id} | {row.kind} | {row.points} | {row.expected:.0f} | {row.ratio:.0%} |"
+        )
+    return MetadataValue.md("\n".join(lines))
 
 
 @asset_check(
     asset=NORMALIZED_TELEMETRY,
     partitions_def=hourly_windows,
     retry_policy=STAGE_RETRY,
-    description=f"Warns when a series has under {MIN_COMPLETENESS:.0%} of the points its cadence implies.",
+    description=(
+        f"WARN (never blocks): a series of the window has under {MIN_COMPLETENESS:.0%} of the points its "
+        "cadence implies — a sensor or gateway went quiet, or data is still arriving late."
+    ),
 )
-def window_completeness(context: AssetCheckExecutionContext, influxdb: InfluxDBResource) -> AssetCheckResult:
-    start, end = check_window(context)
-    stats = series_completeness(read_measurement(influxdb, NORMALIZED_MEASUREMENT, start, end, context.instance), start, end)
-    incomplete = stats[stats["ratio"] < MIN_COMPLETENESS]
-    return AssetCheckResult(
-        passed=incomplete.empty,
-        severity=AssetCheckSeverity.WARN,
-        metadata={
-            "series": MetadataValue.int(len(stats)),
-            "incomplete_series": MetadataValue.int(len(incomplete)),
-            "lowest_completeness": MetadataValue.float(float(stats["ratio"].min()) if len(stats) else 1.0),
-            "points_missing": MetadataValue.int(
-                int(np.ceil((incomplete["expected"] - incomplete["points"]).sum()))
+def window_completeness(context: AssetCheckExecutionContext, influxdb: InfluxDBResource) -> CheckOutput:
+    stored = read_windows(influxdb, NORMALIZED_MEASUREMENT, check_windows(context), context.instance)
+
+    def verdict(window: Window) -> AssetCheckResult:
+        stats = series_completeness(stored[window.key], window.start, window.end)
+        incomplete = stats[stats["ratio"] < MIN_COMPLETENESS]
+        lowest = float(stats["ratio"].min()) if len(stats) else 1.0
+        return AssetCheckResult(
+            passed=incomplete.empty,
+            severity=AssetCheckSeverity.WARN,
+            description=(
+                f"all {len(stats)} series complete (lowest {lowest:.0%})."
+                if incomplete.empty
+                else f"{len(incomplete)} of {len(stats)} series under {MIN_COMPLETENESS:.0%} of their cadence "
+                f"(lowest {lowest:.0%}); see the table."
             ),
-            "incomplete": MetadataValue.json(incomplete.head(20).to_dict("records")),
-        },
-    )
+            metadata={
+                "series": MetadataValue.int(len(stats)),
+                "incomplete_series": MetadataValue.int(len(incomplete)),
+                "lowest_completeness": MetadataValue.float(round(lowest, 4)),
+                "points_missing": MetadataValue.int(
+                    int(np.ceil((incomplete["expected"] - incomplete["points"]).sum()))
+                ),
+                "incomplete": _incomplete_table(incomplete),
+            },
+        )
+
+    yield from each_window(context, verdict)
 
 
 @asset_check(
@@ -171,21 +232,22 @@ def window_completeness(context: AssetCheckExecutionContext, influxdb: InfluxDBR
     blocking=True,
     partitions_def=hourly_windows,
     retry_policy=STAGE_RETRY,
-    description="5-minute counts of the window sum to its normalized point count.",
+    description="5-minute counts of the window sum to its normalized point count: every point aggregated once.",
 )
-def counts_match_normalized(
-    context: AssetCheckExecutionContext, influxdb: InfluxDBResource
-) -> AssetCheckResult:
-    start, end = check_window(context)
-    aggregated = _count(read_measurement(influxdb, FIVE_MINUTE_MEASUREMENT, start, end, context.instance))
-    normalized = len(read_measurement(influxdb, NORMALIZED_MEASUREMENT, start, end, context.instance))
-    return AssetCheckResult(
-        passed=aggregated == normalized,
-        metadata={
-            "sum_of_counts": MetadataValue.int(aggregated),
-            "normalized": MetadataValue.int(normalized),
-        },
-    )
+def counts_match_normalized(context: AssetCheckExecutionContext, influxdb: InfluxDBResource) -> CheckOutput:
+    windows = check_windows(context)
+    aggregated = read_windows(influxdb, FIVE_MINUTE_MEASUREMENT, windows, context.instance)
+    normalized = read_windows(influxdb, NORMALIZED_MEASUREMENT, windows, context.instance)
+
+    def verdict(window: Window) -> AssetCheckResult:
+        total, points = _count(aggregated[window.key]), len(normalized[window.key])
+        return AssetCheckResult(
+            passed=total == points,
+            description=f"5-minute counts sum to {total}; {points} normalized points.",
+            metadata={"sum_of_counts": MetadataValue.int(total), "normalized": MetadataValue.int(points)},
+        )
+
+    yield from each_window(context, verdict)
 
 
 @asset_check(
@@ -193,19 +255,65 @@ def counts_match_normalized(
     blocking=True,
     partitions_def=daily_windows,
     retry_policy=STAGE_RETRY,
-    description="Hourly counts of the day sum to the day's 5-minute counts.",
+    description="Hourly counts of the day sum to the day's 5-minute counts: the downsample loses nothing.",
 )
-def counts_match_5m(context: AssetCheckExecutionContext, influxdb: InfluxDBResource) -> AssetCheckResult:
-    start, end = check_window(context)
-    hourly = _count(read_measurement(influxdb, HOURLY_MEASUREMENT, start, end, context.instance))
-    five_minute = _count(read_measurement(influxdb, FIVE_MINUTE_MEASUREMENT, start, end, context.instance))
-    return AssetCheckResult(
-        passed=hourly == five_minute,
-        metadata={
-            "sum_of_hourly_counts": MetadataValue.int(hourly),
-            "sum_of_5m_counts": MetadataValue.int(five_minute),
-        },
+def counts_match_5m(context: AssetCheckExecutionContext, influxdb: InfluxDBResource) -> CheckOutput:
+    windows = check_windows(context)
+    hourly = read_windows(influxdb, HOURLY_MEASUREMENT, windows, context.instance)
+    five_minute = read_windows(influxdb, FIVE_MINUTE_MEASUREMENT, windows, context.instance)
+
+    def verdict(window: Window) -> AssetCheckResult:
+        day, parts = _count(hourly[window.key]), _count(five_minute[window.key])
+        return AssetCheckResult(
+            passed=day == parts,
+            description=f"hourly counts sum to {day}; 5-minute counts to {parts}.",
+            metadata={"sum_of_hourly_counts": MetadataValue.int(day), "sum_of_5m_counts": MetadataValue.int(parts)},
+        )
+
+    yield from each_window(context, verdict)
+
+
+def hourly_inputs_check(asset_key: AssetKey, upstream: AssetKey) -> AssetChecksDefinition:
+    """WARN: how many of the day's hourly windows of ``upstream`` were materialized when the day was built."""
+
+    @asset_check(
+        asset=asset_key,
+        name="built_from_every_hour",
+        partitions_def=daily_windows,
+        retry_policy=STAGE_RETRY,
+        description=(
+            f"WARN (never blocks): the day was built while some hourly windows of {upstream.to_user_string()} "
+            "were never materialized — re-run the day once they are."
+        ),
     )
+    def _every_hour(context: AssetCheckExecutionContext) -> CheckOutput:
+        done = context.instance.get_materialized_partitions(upstream)
+
+        def verdict(window: Window) -> AssetCheckResult:
+            hours = [
+                hour.strftime(hourly_windows.fmt)
+                for hour in pd.date_range(window.start, window.end, freq="1h", inclusive="left")
+            ]
+            missing = [h for h in hours if h not in done]
+            return AssetCheckResult(
+                passed=not missing,
+                severity=AssetCheckSeverity.WARN,
+                description=f"built from {len(hours) - len(missing)} of {len(hours)} hourly windows of "
+                f"{upstream.to_user_string()}" + (f"; missing {_spans(missing)}." if missing else "."),
+                metadata={
+                    "hourly_windows_materialized": MetadataValue.int(len(hours) - len(missing)),
+                    "hourly_windows_expected": MetadataValue.int(len(hours)),
+                },
+            )
+
+        yield from each_window(context, verdict)
+
+    return _every_hour
+
+
+def _spans(keys: list[str]) -> str:
+    """``first…last`` of a sorted list of hourly keys (or the single key)."""
+    return keys[0] if len(keys) == 1 else f"{keys[0]} … {keys[-1]} ({len(keys)} hours)"
 
 
 @asset_check(
@@ -213,32 +321,36 @@ def counts_match_5m(context: AssetCheckExecutionContext, influxdb: InfluxDBResou
     blocking=True,
     partitions_def=daily_windows,
     retry_policy=STAGE_RETRY,
-    description="The archived Parquet files read back are exactly the normalized window.",
+    description="The archived Parquet file of the day reads back as exactly the normalized day, sha256 as reported.",
 )
 def archive_matches_source(
     context: AssetCheckExecutionContext, influxdb: InfluxDBResource, cold_storage: ColdStorage
-) -> AssetCheckResult:
-    start, end = check_window(context)
+) -> CheckOutput:
+    windows = check_windows(context)
     filesystem, base = cold_storage.location()
-    metadata = latest_metadata(context, TELEMETRY_ARCHIVE) or {}
-    reported = metadata["sha256_by_day"].value if "sha256_by_day" in metadata else {}
-    frames, hashes_match = [], True
-    for day in days_of(start, end):
+    materialized = window_materializations(context, TELEMETRY_ARCHIVE, windows)
+    source = read_windows(influxdb, NORMALIZED_MEASUREMENT, windows, context.instance)
+
+    def verdict(window: Window) -> AssetCheckResult:
+        path = archive_path(base, window.start)
         try:
-            frame, digest = read_day(filesystem, archive_path(base, day))
+            archived, digest = read_day(filesystem, path)
         except FileNotFoundError:
-            return AssetCheckResult(passed=False, description=f"{archive_path(base, day)} does not exist")
-        frames.append(frame)
-        hashes_match &= reported.get(f"{day:%Y-%m-%d}") == digest
-    archived = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    source = read_measurement(influxdb, NORMALIZED_MEASUREMENT, start, end, context.instance)
-    same = frame_fingerprint(archived) == frame_fingerprint(source)
-    return AssetCheckResult(
-        passed=same and hashes_match,
-        metadata={
-            "archived_rows": MetadataValue.int(len(archived)),
-            "source_rows": MetadataValue.int(len(source)),
-            "content_matches": MetadataValue.bool(same),
-            "sha256_matches": MetadataValue.bool(bool(hashes_match)),
-        },
-    )
+            return AssetCheckResult(passed=False, description=f"{path} does not exist")
+        reported = (metadata_of(materialized.get(window.key)) or {}).get(SHA256)
+        hash_matches = reported is not None and reported.value == digest
+        same = frame_fingerprint(archived) == frame_fingerprint(source[window.key])
+        return AssetCheckResult(
+            passed=same and hash_matches,
+            description=f"{len(archived)} archived rows, {len(source[window.key])} in the source: "
+            + ("identical content" if same else "content differs")
+            + (", sha256 as reported." if hash_matches else ", sha256 not as reported."),
+            metadata={
+                "archived_rows": MetadataValue.int(len(archived)),
+                "source_rows": MetadataValue.int(len(source[window.key])),
+                "content_matches": MetadataValue.bool(same),
+                "sha256_matches": MetadataValue.bool(bool(hash_matches)),
+            },
+        )
+
+    yield from each_window(context, verdict, materialized)

@@ -65,5 +65,5 @@ def telemetry_sliding_15m(context: AssetExecutionContext, five_minute: pd.DataFr
     started = time.perf_counter()
     start, end = run_window(context)
     sliding = sliding_15m(five_minute, start, end)
-    context.add_output_metadata(report_stage(context, sliding, len(five_minute), started))
+    context.add_output_metadata(report_stage(context, sliding, five_minute, started))
     return sliding

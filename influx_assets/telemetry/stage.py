@@ -1,17 +1,18 @@
 """What every stage shares: the retry policy, the run's window, storage metadata and stage metadata.
 
 A run covers one partition or, in a single-run backfill, a range of them; ``run_window`` is always the
-whole range, and stage code works on ranges (grouping by hour or day itself where it must). Metadata
-returned by a range run is copied by Dagster to every partition of the range: the counts are then
-range totals, and ``partitions_in_run`` says so.
+whole range, and stage code works on ranges (grouping by hour or day itself where it must).
+:func:`report_stage` gives every partition its own window's metadata; what Dagster copies to every
+partition of a range run (the run-level metadata) is named ``range_*``.
 """
 
 import inspect
 import time
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from dagster import (
     AssetExecutionContext,
@@ -32,7 +33,18 @@ from influx_assets.telemetry.fingerprint import frame_fingerprint
 from influx_assets.observability.stage_metrics import record_stage_metrics
 from influx_assets.telemetry.partitions import hourly_windows
 from influx_assets.telemetry.contract import SERIES_TAGS
-from influx_assets.telemetry.keys import EARLIEST_ROW_NS, FINGERPRINT, LATEST_ROW_NS, ROWS_IN, ROWS_OUT
+from influx_assets.influxdb import time_column_to_ns
+from influx_assets.telemetry.keys import (
+    EARLIEST_ROW,
+    FINGERPRINT,
+    HOURLY_WINDOWS_USED,
+    LATEST_ROW,
+    ROWS_IN,
+    ROWS_OUT,
+    WINDOW_END,
+    WINDOW_START,
+)
+from influx_assets.telemetry.windows import Window, run_windows, split_by_window
 
 # Partitioned asset checks (a check result per window) and a partitioned observable source asset are
 # what this pipeline needs; Dagster 1.13 labels them preview/beta. Every stage module imports this one
@@ -114,53 +126,106 @@ def partitions_in_run(context: AssetExecutionContext) -> int:
     return len(context.partition_keys) if context.has_partition_key_range else 1
 
 
-def time_bounds_ns(frame: pd.DataFrame) -> tuple[int, int]:
-    """Earliest and latest ``time`` of a frame in ns since the epoch (``(0, 0)`` when empty)."""
+#: Rows of a window shown in its materialization (``preview``, a Markdown table).
+PREVIEW_ROWS = 5
+
+WindowFacts = Callable[[Window, pd.DataFrame, pd.DataFrame], Mapping[str, MetadataValue]]
+
+
+def preview_table(frame: pd.DataFrame, rows: int = PREVIEW_ROWS) -> MetadataValue:
+    """The first ``rows`` rows of a frame as a Markdown table (times in ISO 8601, floats to 4 places)."""
     if frame.empty:
-        return 0, 0
-    stamps = frame["time"].dt.tz_convert("UTC").dt.as_unit("ns").astype("int64")
-    return int(stamps.min()), int(stamps.max())
+        return MetadataValue.md("*no rows*")
+    shown = frame.head(rows)
+    columns = [str(c) for c in shown.columns]
+
+    def cell(value: object) -> str:
+        if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA or value is pd.NaT:
+            return ""
+        if isinstance(value, pd.Timestamp):
+            return value.isoformat()
+        if isinstance(value, float):
+            return f"{value:.4f}".rstrip("0").rstrip(".")
+        return str(value).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in shown.itertuples(index=False)]
+    more = f"\n\n{len(frame) - rows} more rows" if len(frame) > rows else ""
+    return MetadataValue.md("\n".join(lines) + more)
+
+
+def window_metadata(window: Window, out: pd.DataFrame, rows_in: pd.DataFrame) -> dict[str, MetadataValue]:
+    """What one window's materialization says about that window alone (the quality gates read it)."""
+    metadata: dict[str, MetadataValue] = {
+        WINDOW_START: MetadataValue.timestamp(window.start.timestamp()),
+        WINDOW_END: MetadataValue.timestamp(window.end.timestamp()),
+        ROWS_IN: MetadataValue.int(len(rows_in)),
+        ROWS_OUT: MetadataValue.int(len(out)),
+        FINGERPRINT: MetadataValue.text(frame_fingerprint(out)),
+        "preview": preview_table(out),
+    }
+    if len(out):
+        times = time_column_to_ns(out["time"], "time")
+        metadata[EARLIEST_ROW] = MetadataValue.timestamp(int(times.min()) / 1e9)
+        metadata[LATEST_ROW] = MetadataValue.timestamp(int(times.max()) / 1e9)
+    if window.hours > 1:
+        # a daily stage says how many hourly windows of its input held data
+        hours = floor_time(rows_in["time"], "1h").nunique() if len(rows_in) and "time" in rows_in else 0
+        metadata[HOURLY_WINDOWS_USED] = MetadataValue.int(int(hours))
+        metadata["hourly_windows_expected"] = MetadataValue.int(int(round(window.hours)))
+    return metadata
 
 
 def report_stage(
     context: AssetExecutionContext,
     frame: pd.DataFrame,
-    rows_in: int,
+    inputs: pd.DataFrame,
     started: float,
     stage: AssetKey | None = None,
+    window_facts: WindowFacts | None = None,
     **extra: MetadataValue,
 ) -> dict[str, MetadataValue]:
-    """Report a finished stage: record its metrics, and return the metadata it attaches to its output.
+    """Report a finished stage: per-window metadata, metrics, and the run-level metadata it returns.
+
+    Each window of the run gets its own metadata on its own materialization (``add_asset_metadata``
+    with its partition key): its bounds, rows in and out, first and last row, fingerprint (what the
+    quality gates compare against), a preview of its rows and, for a daily stage, how many hourly
+    windows held data — plus ``window_facts(window, out, inputs)`` of the stage. Dagster copies the
+    returned (run-level) metadata to every partition of a range run, so there every run-level value
+    is named ``range_*``: never mistaken for the window's own.
 
     Side effects, all here and nowhere else in a stage: scans the event log for latency and queue
     depth, exports to OpenTelemetry and writes one point to ``pipeline_metrics``
-    (:mod:`influx_assets.observability.stage_metrics`); never fails the stage. The returned metadata
-    holds the numbers every stage reports plus the fingerprint the quality gates compare against
-    (keys in :mod:`influx_assets.telemetry.keys`).
+    (:mod:`influx_assets.observability.stage_metrics`); never fails the stage.
 
     Args:
-        context: the asset's execution context (for the window and partition count).
+        context: the asset's execution context (for the windows).
         frame: what the stage returns (and the IO manager writes).
-        rows_in: rows the stage read.
+        inputs: what the stage read (rows outside every window, e.g. a lookback hour, count for none).
         started: ``time.perf_counter()`` when the stage began.
         stage: which asset of a multi-asset this is (default: the context's asset).
-        extra: stage-specific metadata.
+        window_facts: stage-specific metadata of one window.
+        extra: stage-specific run-level metadata.
     """
-    earliest, latest = time_bounds_ns(frame)
-    start, end = run_window(context)
+    key = stage or context.asset_key
+    windows = run_windows(context, context.assets_def.partitions_def)
+    for window, out, rows_in in zip(windows, split_by_window(frame, windows), split_by_window(inputs, windows), strict=True):
+        facts = window_metadata(window, out, rows_in) | dict(window_facts(window, out, rows_in) if window_facts else {})
+        context.add_asset_metadata(facts, asset_key=key, partition_key=window.key)
     sample = record_stage_metrics(context, rows=len(frame), asset_key=stage, attach=False)
-    measured = {k: MetadataValue.float(float(v)) for k, v in (sample.as_metadata() if sample else {}).items()}
-    return {
+    measured = sample.as_metadata() if sample else {}
+    run_level: dict[str, MetadataValue] = {
         **measured,
-        ROWS_IN: MetadataValue.int(int(rows_in)),
-        ROWS_OUT: MetadataValue.int(len(frame)),
-        "duration_seconds": MetadataValue.float(round(time.perf_counter() - started, 4)),
-        "window_hours": MetadataValue.float((end - start).total_seconds() / 3600.0),
-        "partitions_in_run": MetadataValue.int(partitions_in_run(context)),
-        EARLIEST_ROW_NS: MetadataValue.int(earliest),
-        LATEST_ROW_NS: MetadataValue.int(latest),
-        FINGERPRINT: MetadataValue.text(frame_fingerprint(frame)),
+        "duration_seconds": MetadataValue.float(round(time.perf_counter() - started, 3)),
         **extra,
+    }
+    if len(windows) == 1:
+        return run_level
+    return {
+        **{(k if k.startswith(("range_", "pipeline/")) else f"range_{k}"): v for k, v in run_level.items()},
+        "range_windows": MetadataValue.int(len(windows)),
+        "range_rows_in": MetadataValue.int(len(inputs)),
+        "range_rows_out": MetadataValue.int(len(frame)),
     }
 
 

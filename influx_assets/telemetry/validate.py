@@ -40,7 +40,7 @@ from dagster import (
 )
 from pydantic import Field
 
-from influx_assets.telemetry.fingerprint import frame_fingerprint, window_fingerprints
+from influx_assets.telemetry.fingerprint import window_fingerprints
 from influx_assets.influxdb import time_column_to_ns
 from influx_assets.influxdb import to_epoch_ns
 from influx_assets.telemetry.partitions import hourly_windows
@@ -64,6 +64,7 @@ from influx_assets.telemetry.stage import (
     writer_pool,
 )
 from influx_assets.influxdb import as_text
+from influx_assets.telemetry.windows import Window
 from influx_assets.telemetry.keys import QUARANTINED_TELEMETRY, RAW_FINGERPRINT, RAW_POINTS, VALIDATED_TELEMETRY
 
 _NUMBER = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
@@ -186,7 +187,7 @@ def reason_counts(quarantined: pd.DataFrame) -> dict[str, int]:
 
 
 def record_raw_windows(context: AssetExecutionContext, raw: pd.DataFrame) -> None:
-    """Give each partition of a range run its own ``raw_points`` and ``raw_fingerprint``.
+    """Give each partition of the run its own ``raw_points`` and ``raw_fingerprint``.
 
     What the late-data sensor compares with a fresh observation of the window. One pass over the
     frame (:func:`window_fingerprints`), attached per partition with ``add_asset_metadata`` — not as
@@ -247,31 +248,23 @@ def validate_telemetry(context: AssetExecutionContext, config: ValidationConfig,
         max_lateness=pd.Timedelta(hours=config.max_lateness_hours),
     )
     validated, quarantined = validate_window(raw, rules)
-    by_reason = {
-        f"quarantined_{code}": MetadataValue.int(n) for code, n in reason_counts(quarantined).items()
-    }
-    # A range run's totals go under range_* names; each partition gets its own raw_points and
-    # raw_fingerprint (on validated_telemetry, which the late-data sensor reads).
-    prefix = "range_" if context.has_partition_key_range else ""
-    raw_facts = {
-        f"{prefix}raw_points": MetadataValue.int(len(raw)),
-        f"{prefix}raw_fingerprint": MetadataValue.text(frame_fingerprint(raw)),
-        "quarantined_total": MetadataValue.int(len(quarantined)),
-    }
-    if context.has_partition_key_range:
-        record_raw_windows(context, raw)
+    # each partition its own raw_points and raw_fingerprint (on validated_telemetry: the late-data
+    # sensor compares them with a fresh observation of the window)
+    record_raw_windows(context, raw)
     yield Output(
         validated,
         output_name="validated_telemetry",
-        metadata=report_stage(
-            context, validated, len(raw), started, VALIDATED_TELEMETRY,
-            **raw_facts, **by_reason,
-        ),
+        metadata=report_stage(context, validated, raw, started, VALIDATED_TELEMETRY),
     )
     yield Output(
         quarantined,
         output_name="quarantined_telemetry",
         metadata=report_stage(
-            context, quarantined, len(raw), started, QUARANTINED_TELEMETRY, **raw_facts, **by_reason
+            context, quarantined, raw, started, QUARANTINED_TELEMETRY, window_facts=_reasons_of_window
         ),
     )
+
+
+def _reasons_of_window(_window: Window, quarantined: pd.DataFrame, _raw: pd.DataFrame) -> dict[str, MetadataValue]:
+    """The window's quarantined points per reason code."""
+    return {f"quarantined_{code}": MetadataValue.int(n) for code, n in reason_counts(quarantined).items()}
