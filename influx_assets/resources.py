@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dagster import InitResourceContext, ResourceDefinition, resource
 
-from influx_assets.influxdb import InfluxDBIOManager, InfluxDBResource
+from influx_assets.influxdb import InfluxDBResource
+from influx_assets.observability.pipeline_meter import MeteredInfluxDBIOManager
 from influx_assets.telemetry.archive import ColdStorage
 
 #: Every variable the code location's InfluxDB resource reads; only ``INFLUXDB_URL`` is required
@@ -44,6 +45,6 @@ def resources_for(
     """
     return {
         "influxdb": influxdb,
-        "influxdb_io_manager": InfluxDBIOManager(influxdb=influxdb),
+        "influxdb_io_manager": MeteredInfluxDBIOManager(influxdb=influxdb),
         "cold_storage": cold_storage or ColdStorage(),
     }

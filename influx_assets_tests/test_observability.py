@@ -120,8 +120,13 @@ def test_pipeline_metrics_measurement_holds_one_point_per_stage_run(
         run_stages([example_readings], window, instance, influxdb)
     run_stages([example_readings, example_readings_summary], WINDOWS[0], instance, influxdb)
 
-    points = oracle.rows('SELECT * FROM "pipeline_metrics"')
-    series = oracle.query('SELECT * FROM "pipeline_metrics" GROUP BY "stage", "window"')
+    # stage points carry retries; the IO manager's server-cost points (one per stage run) carry server_*
+    points = oracle.rows('SELECT * FROM "pipeline_metrics" WHERE "retries" >= 0')
+    series = oracle.query('SELECT * FROM "pipeline_metrics" WHERE "retries" >= 0 GROUP BY "stage", "window"')
+    costs = oracle.rows('SELECT "server_queries", "stage", "window" FROM "pipeline_metrics" WHERE "server_queries" >= 0')
+    assert sorted((c["stage"], c["window"]) for c in costs) == sorted(
+        [("example_readings", w) for w in WINDOWS] + [("example_readings", WINDOWS[0]), ("example_readings_summary", WINDOWS[0])]
+    )
     by_series = {(s["tags"]["stage"], s["tags"]["window"]): s for s in series}
     expected = {("example_readings", w) for w in WINDOWS} | {("example_readings_summary", WINDOWS[0])}
     assert set(by_series) == expected
@@ -140,7 +145,8 @@ def test_pipeline_metrics_measurement_holds_one_point_per_stage_run(
     field_types = {v[0]: v[1] for s in field_keys for v in s["values"]}
     assert field_types == {
         "latency_seconds": "float", "queue_depth": "integer", "retries": "integer", "rows": "integer",
-        "run_id": "string",
+        "run_id": "string", "server_queries": "integer", "server_query_seconds": "float",
+        "server_points_written": "integer", "server_response_bytes": "integer",
     }
 
 

@@ -28,9 +28,11 @@ from influx_assets.influxdb.client.errors import (
     UnsupportedPartitionsError,
     UnsupportedServerError,
 )
+from influx_assets.influxdb.client.environment import InfluxDBConfigError
 from influx_assets.influxdb.client.errors import redact
 from influx_assets.influxdb.client.line_protocol import EncodedFrame, encode_frame, time_column_to_ns
 from influx_assets.influxdb.client.pandas_versions import as_text
+from influx_assets.influxdb.client.server_stats import OWN_QUERIES, ServerCounters
 from influx_assets.influxdb.client.slice import MeasurementSlice, to_epoch_ns
 from influx_assets.influxdb.client.transport import Capabilities, ServerInfo
 from influx_assets.influxdb.client.window_store import LEDGER_MEASUREMENT, WindowNotCommittedError, WindowStore
@@ -55,6 +57,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "LEDGER_MEASUREMENT",
+    "OWN_QUERIES",
     "PARTITION_EXPR_KEY",
     "AuthenticationError",
     "BadRequestError",
@@ -64,6 +67,7 @@ __all__ = [
     "EncodedFrame",
     "FieldTypeConflictError",
     "InfluxAssetsError",
+    "InfluxDBConfigError",
     "InfluxDBConnection",
     "InfluxDBIOManager",
     "InfluxDBResource",
@@ -71,6 +75,7 @@ __all__ = [
     "MeasurementSlice",
     "PartialWriteError",
     "ServerBusyError",
+    "ServerCounters",
     "ServerInfo",
     "ServerUnreachableError",
     "TerminalInfluxError",

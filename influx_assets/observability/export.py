@@ -105,6 +105,9 @@ class StageInstruments:
     rows: Counter
     retries: Counter
     queue_depth: Gauge
+    edge_attempts: Counter
+    server_queries: Counter
+    server_query_seconds: Counter
 
     @classmethod
     def on(cls, provider: MeterProvider) -> StageInstruments:
@@ -128,6 +131,19 @@ class StageInstruments:
                 "pipeline.stage.queue_depth", unit="{window}",
                 description="Windows of the stage whose upstream data is newer than the stage's output.",
             ),
+            edge_attempts=meter.create_counter(
+                "pipeline.edge.attempts", unit="{attempt}",
+                description="Downstream window attempts per lineage edge; attribute ready says if the "
+                "upstream window was committed and its blocking checks passed.",
+            ),
+            server_queries=meter.create_counter(
+                "pipeline.stage.server_queries", unit="{query}",
+                description="Queries InfluxDB executed while the stage ran.",
+            ),
+            server_query_seconds=meter.create_counter(
+                "pipeline.stage.server_query_time", unit="s",
+                description="Query execution time InfluxDB reported while the stage ran.",
+            ),
         )
 
     def record(
@@ -148,6 +164,21 @@ class StageInstruments:
         self.retries.add(retries, attributes)
         if queue_depth is not None:
             self.queue_depth.set(queue_depth, attributes)
+        self._flush()
+
+    def record_edge(self, upstream: str, downstream: str, ready: bool) -> None:
+        """Count one downstream window attempt on the edge ``upstream -> downstream``."""
+        self.edge_attempts.add(1, {"upstream": upstream, "downstream": downstream, "ready": ready})
+        self._flush()
+
+    def record_server_cost(self, stage: str, window: str, queries: int, query_seconds: float) -> None:
+        """Add what the server did for one stage run."""
+        attributes = {STAGE_ATTRIBUTE: stage, WINDOW_ATTRIBUTE: window}
+        self.server_queries.add(queries, attributes)
+        self.server_query_seconds.add(query_seconds, attributes)
+        self._flush()
+
+    def _flush(self) -> None:
         flush = getattr(self.provider, "force_flush", None)
         if flush is not None:
             flush(timeout_millis=FLUSH_TIMEOUT_MILLIS)

@@ -37,6 +37,7 @@ from dagster import (
     DagsterEventType,
     DagsterInstance,
     IdentityPartitionMapping,
+    MetadataValue,
     PartitionMapping,
     PartitionsDefinition,
     TimeWindowPartitionMapping,
@@ -65,10 +66,14 @@ class StageSample:
     run_id: str
     recorded_at: float
 
-    def as_metadata(self) -> dict[str, float | int]:
-        """The measured values as materialization metadata (keys ``pipeline/...``)."""
-        values = {"pipeline/latency_seconds": self.latency_seconds, "pipeline/queue_depth": self.queue_depth}
-        return {key: value for key, value in values.items() if value is not None}
+    def as_metadata(self) -> dict[str, MetadataValue]:
+        """The measured values as materialization metadata (keys ``pipeline/...``, latency to the ms)."""
+        metadata: dict[str, MetadataValue] = {}
+        if self.latency_seconds is not None:
+            metadata["pipeline/latency_seconds"] = MetadataValue.float(round(self.latency_seconds, 3))
+        if self.queue_depth is not None:
+            metadata["pipeline/queue_depth"] = MetadataValue.int(self.queue_depth)
+        return metadata
 
 
 def window_label(partition_keys: Sequence[str]) -> str:

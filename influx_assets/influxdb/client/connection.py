@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from influx_assets.influxdb.client.server_stats import ServerCounters
 from influx_assets.influxdb.client.environment import DEFAULT_API, DEFAULT_DATABASE, normalize_api
 from influx_assets.influxdb.client.errors import TransientInfluxError
 from influx_assets.influxdb.client.http import HttpSession, public_url
@@ -136,6 +137,15 @@ class InfluxDBConnection:
             self._transport = None
 
     # --- operations ------------------------------------------------------------------------------
+    def server_counters(self) -> ServerCounters:
+        """The server's cumulative query and write counters (1.x ``SHOW STATS``, 2.x ``/metrics``).
+
+        Take one before and one after some work; ``after.since(before, OWN_QUERIES)`` is what the
+        server did meanwhile (see :mod:`.server_stats`). Raises like any request (a 3.x server or a
+        token without access to the statistics: ``InfluxAssetsError``).
+        """
+        return self.transport().server_counters()
+
     def ping(self) -> ServerInfo:
         """Ask the server for its version (raises ``ServerUnreachableError`` if it does not answer)."""
         self._server = self.transport().ping()

@@ -8,6 +8,7 @@ from typing import Protocol
 import pandas as pd
 
 from influx_assets.influxdb.client.line_protocol import EncodedFrame
+from influx_assets.influxdb.client.server_stats import ServerCounters
 from influx_assets.influxdb.client.slice import MeasurementSlice
 
 
@@ -135,6 +136,10 @@ class Transport(Protocol):
 
     def field_types(self, database: str, measurement: str) -> dict[str, str]:
         """Canonical field types (``float``/``integer``/``string``/``boolean``) of a measurement."""
+        ...
+
+    def server_counters(self) -> ServerCounters:
+        """The server's cumulative query/write counters (see :mod:`.server_stats`)."""
         ...
 
     def close(self) -> None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from influx_assets.influxdb.client import influxql
+from influx_assets.influxdb.client.server_stats import ServerCounters, counters_from_show_stats
 from influx_assets.influxdb.client.errors import BadRequestError, DatabaseNotFoundError, redact
 from influx_assets.influxdb.client.http import HttpSession
 from influx_assets.influxdb.client.influxql_csv import parse_influxql_csv_stream
@@ -71,6 +72,10 @@ class V1Transport:
                 raise self._statement_error(result["error"], database)
             series.extend(result.get("series", []))
         return series
+
+    def server_counters(self) -> ServerCounters:
+        """The server's cumulative query and write counters (``SHOW STATS``)."""
+        return counters_from_show_stats(self.query_json(None, "SHOW STATS"))
 
     def _statement_error(self, message: str, database: str | None) -> Exception:
         text = redact(str(message), self.http.secrets)

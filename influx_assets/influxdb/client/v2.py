@@ -19,12 +19,14 @@ from typing import TypeVar
 
 import pandas as pd
 import urllib3
+from influxdb_client.service.metrics_service import MetricsService
 from influxdb_client import InfluxDBClient, PingService, WritePrecision
 from influxdb_client.client.exceptions import InfluxDBError
 from influxdb_client.client.write_api import SYNCHRONOUS
 from influxdb_client.rest import ApiException
 
 from influx_assets.influxdb.client import flux
+from influx_assets.influxdb.client.server_stats import ServerCounters, counters_from_prometheus
 from influx_assets.influxdb.client.annotated_csv import AnnotatedTable, parse_annotated_csv, pivoted_frame
 from influx_assets.influxdb.client.errors import (
     BadRequestError,
@@ -216,6 +218,18 @@ class V2Transport:
     def query_tables(self, query: str) -> list[AnnotatedTable]:
         """Run Flux and parse the result; an in-band error saying the server ran out of capacity is retried."""
         return self._call("Flux query", lambda: parse_annotated_csv(self._fetch(query), self.where))
+
+    def server_counters(self) -> ServerCounters:
+        """The server's cumulative query counters (``GET /metrics``, Prometheus text)."""
+
+        def fetch() -> str:
+            response = MetricsService(self._client.api_client).get_metrics(_preload_content=False)
+            try:
+                return bytes(response.data).decode("utf-8", "replace")
+            finally:
+                response.release_conn()
+
+        return counters_from_prometheus(self._call("metrics", fetch))
 
     def _fetch(self, query: str) -> bytes:
         response = self._query_api.query_raw(query, org=self.org, dialect=QUERY_DIALECT)
