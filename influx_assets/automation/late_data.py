@@ -14,8 +14,14 @@ state and test. Each tick, for the last :data:`LOOKBACK_WINDOWS` closed hourly w
    hourly re-run has finished, never against half-updated windows.
 
 Windows that did not change are never re-run; windows not yet processed are the schedules' job.
+
+Every tick logs what it decided: each changed window with the point count and fingerprint
+``validated_telemetry`` recorded and the ones observed now, each day requested again, or — when
+nothing changed — one line saying how many processed windows were compared.
 """
 
+
+from dataclasses import dataclass
 
 import pandas as pd
 from dagster import (
@@ -32,10 +38,11 @@ from dagster import (
 
 from influx_assets.influxdb import InfluxDBResource
 from influx_assets.telemetry.partitions import daily_windows, hourly_windows
-from influx_assets.telemetry.raw import observe_window, window_changed
+from influx_assets.telemetry.raw import WindowObservation, observe_window, window_changed
 from influx_assets.automation.schedules import daily_pipeline_job, hourly_pipeline_job
 from influx_assets.telemetry.keys import (
     RAW_FINGERPRINT,
+    RAW_POINTS,
     SENSOR_FEATURES,
     TELEMETRY_1H,
     TELEMETRY_5M,
@@ -79,29 +86,75 @@ def processed_fingerprint(record: object) -> str | None:
     return None if single is None else str(single.value)
 
 
+def processed_points(record: object) -> int | None:
+    """The raw point count ``validated_telemetry`` recorded for its window (``None`` if it did not)."""
+    single = record.asset_materialization.metadata.get(RAW_POINTS)  # type: ignore[attr-defined]
+    return None if single is None else int(single.value)
+
+
+@dataclass(frozen=True)
+class WindowComparison:
+    """A processed raw window: what ``validated_telemetry`` recorded for it, and what it holds now."""
+
+    partition_key: str
+    recorded_points: int | None
+    recorded_fingerprint: str | None
+    observed: WindowObservation
+
+    @property
+    def changed(self) -> bool:
+        """Whether the window no longer holds what was processed."""
+        return window_changed(self.observed.fingerprint, self.recorded_fingerprint)
+
+    def describe(self) -> str:
+        """One log line: the window, its old and new point count and fingerprint."""
+        old = short_fingerprint(self.recorded_fingerprint)
+        new = short_fingerprint(self.observed.fingerprint)
+        return (
+            f"raw window {self.partition_key} changed since validated_telemetry processed it: "
+            f"points {self.recorded_points if self.recorded_points is not None else '?'} -> "
+            f"{self.observed.points}, fingerprint {old} -> {new}"
+        )
+
+
+def short_fingerprint(fingerprint: str | None) -> str:
+    """The first 16 hex digits of a fingerprint (``?`` when none was recorded)."""
+    return fingerprint.removeprefix("sha256:")[:16] if fingerprint else "?"
+
+
 def closed_windows(now: pd.Timestamp, lookback: int = LOOKBACK_WINDOWS) -> list[str]:
     """The last ``lookback`` hourly partition keys whose window has ended by ``now``."""
     keys = hourly_windows.get_partition_keys(current_time=now.to_pydatetime())
     return list(keys[-lookback:])
 
 
+def compare_windows(
+    instance: DagsterInstance, influxdb: InfluxDBResource, windows: list[str]
+) -> list[WindowComparison]:
+    """Each processed window among ``windows``, observed now and set against what was processed."""
+    return [
+        WindowComparison(partition, processed_points(record), processed_fingerprint(record),
+                         observe_window(influxdb, partition))
+        for partition, record in latest_materializations(instance, VALIDATED, windows).items()
+    ]
+
+
+def late_window_request(comparison: WindowComparison) -> RunRequest:
+    """The hourly re-run of a changed window, keyed by its new content (one run per change)."""
+    observed = comparison.observed
+    return RunRequest(
+        job_name=hourly_pipeline_job.name,
+        partition_key=comparison.partition_key,
+        run_key=f"late-{comparison.partition_key}-{observed.data_version}",
+        tags={"influx_assets/trigger": "late_data", "influx_assets/raw_points": str(observed.points)},
+    )
+
+
 def late_window_requests(
     instance: DagsterInstance, influxdb: InfluxDBResource, windows: list[str]
 ) -> list[RunRequest]:
     """Hourly re-runs for processed windows whose raw content changed."""
-    requests = []
-    for partition, record in latest_materializations(instance, VALIDATED, windows).items():
-        observed = observe_window(influxdb, partition)
-        if window_changed(observed.fingerprint, processed_fingerprint(record)):
-            requests.append(
-                RunRequest(
-                    job_name=hourly_pipeline_job.name,
-                    partition_key=partition,
-                    run_key=f"late-{partition}-{observed.data_version}",
-                    tags={"influx_assets/trigger": "late_data", "influx_assets/raw_points": str(observed.points)},
-                )
-            )
-    return requests
+    return [late_window_request(c) for c in compare_windows(instance, influxdb, windows) if c.changed]
 
 
 def stale_day_requests(instance: DagsterInstance, windows: list[str]) -> list[RunRequest]:
@@ -136,8 +189,22 @@ def stale_day_requests(instance: DagsterInstance, windows: list[str]) -> list[Ru
     description="Re-runs a processed window whose raw data changed (late points), then its day.",
 )
 def late_data_sensor(context: SensorEvaluationContext, influxdb: InfluxDBResource) -> SensorResult:
-    """Request re-runs of changed windows and of days whose hourly windows were re-run."""
+    """Request re-runs of changed windows and of days whose hourly windows were re-run; log why."""
     windows = closed_windows(pd.Timestamp.now(tz="UTC"))
-    requests = late_window_requests(context.instance, influxdb, windows)
-    requests += stale_day_requests(context.instance, windows)
-    return SensorResult(run_requests=requests)
+    comparisons = compare_windows(context.instance, influxdb, windows)
+    changed = [c for c in comparisons if c.changed]
+    for comparison in changed:
+        context.log.info(f"{comparison.describe()}; requesting hourly_pipeline for it")
+    day_requests = stale_day_requests(context.instance, windows)
+    for request in day_requests:
+        context.log.info(
+            f"day {request.partition_key}: hourly windows were re-run after its daily stages; "
+            f"requesting {request.job_name} for it"
+        )
+    if not changed and not day_requests:
+        context.log.info(
+            f"no late data: compared {len(comparisons)} processed window(s) of the last {len(windows)} "
+            f"closed hourly windows ({windows[0] if windows else '-'} .. {windows[-1] if windows else '-'}), "
+            "none changed"
+        )
+    return SensorResult(run_requests=[late_window_request(c) for c in changed] + day_requests)

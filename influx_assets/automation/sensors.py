@@ -1,23 +1,30 @@
-"""Sensors of the code location. For now one: a record of every failed stage and window.
+"""Sensors of the code location: a record of every failed stage and window, and its cause on the run.
 
-``pipeline_failure_sensor`` fires for each failed run of this code location and writes, per failed
-stage, a point to the InfluxDB measurement ``pipeline_failures`` and an error line to the sensor log:
+``pipeline_failure_sensor`` fires for each failed run of this code location and, per failed stage:
 
-- tags ``stage`` (asset key of the failed step; each asset of a multi-asset step), ``window``
+- tags the run with its cause, where the operator looks first (the run's headline is often just
+  "Exceeded max_retries of 3"): ``influx_assets/failed_stage``, ``influx_assets/error_class`` and
+  ``influx_assets/cause``, the redacted first line of the innermost error, at most
+  :data:`MAX_CAUSE_CHARS` characters (see :func:`cause_tags`). Dagster's automatic run retry
+  (``run_retries``) copies a parent's tags: a retry launched after this sensor tagged the parent
+  carries them too, until its own failure replaces them (a retry that succeeds keeps them);
+- writes a point to the InfluxDB measurement ``pipeline_failures`` and an error line to the sensor log:
+  tags ``stage`` (asset key of the failed step; each asset of a multi-asset step), ``window``
   (``dagster/partition``, or ``start...end`` of a range run) and ``error_class`` (the innermost
-  exception class, e.g. ``PartialWriteError``);
-- fields ``message`` (redacted: no InfluxDB token, password or URL credentials, at most
-  :data:`MAX_MESSAGE_CHARS`), ``step_key``, ``run_id``, ``job_name`` and ``failures=1``;
-- time: when the step failed.
+  exception class, e.g. ``PartialWriteError``); fields ``message`` (redacted: no InfluxDB token,
+  password, URL credentials or token query parameters, at most :data:`MAX_MESSAGE_CHARS`),
+  ``step_key``, ``run_id``, ``job_name`` and ``failures=1``; time: when the step failed.
 
 A run that failed without a failed step (it crashed, or could not start) is recorded once per asset
-it was meant to materialize, with the run's error. If InfluxDB cannot be written the evaluation
-fails and Dagster evaluates the same run again on the next tick: failures are not lost.
+it was meant to materialize, with the run's error, at the time of its run-failure event.
+
+Dagster moves this sensor's cursor past a run even when the evaluation raises, so a failure that
+InfluxDB cannot take (it is down) is kept in the Dagster instance and written later by
+``pipeline_failure_spool_sensor``, exactly once (:mod:`influx_assets.automation.failure_spool`).
 """
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 
 import pandas as pd
 from dagster import (
@@ -29,29 +36,40 @@ from dagster import (
     run_failure_sensor,
 )
 
+from influx_assets.automation.failure_spool import (
+    FAILURES_MEASUREMENT,
+    StageFailure,
+    failures_frame,
+    pipeline_failure_spool_sensor,
+    record_failures,
+)
 from influx_assets.influxdb import InfluxDBResource
 from influx_assets.influxdb import redact
 
-FAILURES_MEASUREMENT = "pipeline_failures"
+__all__ = [
+    "FAILURES_MEASUREMENT", "StageFailure", "cause_tags", "failures_frame", "pipeline_failure_sensor",
+    "redact_message", "run_window", "sensors", "stage_failures",
+]
+
 MAX_MESSAGE_CHARS = 500
+#: Longest ``influx_assets/cause`` tag value. Dagster checks run tag values only for being strings
+#: (``normalize_tags(strict=False)``; its strict rule — at most 63 of ``[A-Za-z0-9_.-]`` — is for
+#: definition tags); one line of at most 200 characters stays readable on the run page.
+MAX_CAUSE_CHARS = 200
+#: Longest ``influx_assets/failed_stage`` and ``influx_assets/error_class`` value (Dagster's 63).
+MAX_SHORT_TAG_CHARS = 63
+FAILED_STAGE_TAG = "influx_assets/failed_stage"
+ERROR_CLASS_TAG = "influx_assets/error_class"
+CAUSE_TAG = "influx_assets/cause"
 PARTITION_TAG = "dagster/partition"
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
 _URL_CREDENTIALS = re.compile(r"(\b[a-z][a-z0-9+.-]*://)[^/\s@]+@", re.IGNORECASE)
-
-
-@dataclass(frozen=True)
-class StageFailure:
-    """One stage that failed for one window, and why."""
-
-    stage: str
-    window: str
-    error_class: str
-    message: str
-    step_key: str
-    run_id: str
-    job_name: str
-    failed_at: float
+# ?token=..., &p=... (InfluxDB 1.x query authentication), and "Token <secret>" / "Bearer <secret>".
+_QUERY_SECRETS = re.compile(
+    r"([?&](?:token|p|password|access_token|api_key|apikey)=)[^&\s#\"']+", re.IGNORECASE
+)
+_SCHEME_SECRETS = re.compile(r"\b(Token|Bearer)\s+[^\s\"',;]{8,}")
 
 
 def run_window(tags: Mapping[str, str]) -> str:
@@ -64,11 +82,22 @@ def run_window(tags: Mapping[str, str]) -> str:
     return ""
 
 
-def redact_message(text: str, secrets: Iterable[str | None]) -> str:
-    """One line, without secrets or URL credentials, at most :data:`MAX_MESSAGE_CHARS` long."""
+def shorten(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` characters (an ellipsis marks a cut)."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def redact_message(text: str, secrets: Iterable[str | None], limit: int = MAX_MESSAGE_CHARS) -> str:
+    """One line, without secrets, URL credentials or token parameters, at most ``limit`` characters."""
     text = _URL_CREDENTIALS.sub(r"\1***@", redact(text, secrets))
-    text = " ".join(text.split())
-    return text if len(text) <= MAX_MESSAGE_CHARS else text[: MAX_MESSAGE_CHARS - 1] + "…"
+    text = _SCHEME_SECRETS.sub(r"\1 ***", _QUERY_SECRETS.sub(r"\1***", text))
+    return shorten(" ".join(text.split()), limit)
+
+
+def cause_line(message: str, secrets: Iterable[str | None]) -> str:
+    """The first non-empty line of ``message``, redacted, at most :data:`MAX_CAUSE_CHARS` characters."""
+    first = next((line for line in message.splitlines() if line.strip()), "")
+    return redact_message(first, secrets, MAX_CAUSE_CHARS)
 
 
 def root_error(error: object | None, fallback: str) -> tuple[str, str]:
@@ -79,8 +108,10 @@ def root_error(error: object | None, fallback: str) -> tuple[str, str]:
         error = error.cause
     cls_name = getattr(error, "cls_name", None) or "Error"
     message = str(getattr(error, "message", "") or fallback).strip()
-    if message.startswith(f"{cls_name}:"):
-        message = message[len(cls_name) + 1 :].strip()
+    # Python prints non-builtin exceptions with their module: "package.module.ClassName: text".
+    prefix = re.match(rf"(?:[A-Za-z_][\w.]*\.)?{re.escape(cls_name)}:", message)
+    if prefix:
+        message = message[prefix.end() :].strip()
     return cls_name, message
 
 
@@ -96,6 +127,18 @@ def step_asset_keys(instance: DagsterInstance, run: DagsterRun) -> dict[str, lis
         keys = [o.properties.asset_key for o in step.outputs if o.properties and o.properties.asset_key]
         assets[step.key] = [key.to_user_string() for key in keys]
     return assets
+
+
+def run_failed_at(instance: DagsterInstance, run: DagsterRun) -> float:
+    """When the run failed: its run-failure event (stable, unlike the record's update time, which
+    moves when tags are added), else its end time, else now."""
+    events = instance.get_records_for_run(run_id=run.run_id, of_type=DagsterEventType.RUN_FAILURE).records
+    if events:
+        return events[-1].timestamp
+    record = instance.get_run_record_by_id(run.run_id)
+    if record is not None and record.end_time is not None:
+        return record.end_time
+    return pd.Timestamp.now("UTC").timestamp()
 
 
 def stage_failures(
@@ -115,47 +158,52 @@ def stage_failures(
         for stage in assets_by_step.get(step_key) or [step_key]:
             failures.append(StageFailure(
                 stage, window, cls_name, redact_message(message, secrets), step_key, run.run_id, run.job_name,
-                record.timestamp,
+                record.timestamp, cause_line(message, secrets),
             ))
     if not failures:
         cls_name, message = root_error(run_error, run_message)
-        message = redact_message(message, secrets)
         stages = sorted(key.to_user_string() for key in run.asset_selection or ()) or [""]
         failures = [
-            StageFailure(stage, window, cls_name, message, "", run.run_id, run.job_name, failed_at)
+            StageFailure(
+                stage, window, cls_name, redact_message(message, secrets), "", run.run_id, run.job_name,
+                failed_at, cause_line(message, secrets),
+            )
             for stage in stages
         ]
     return failures
 
 
-def failures_frame(failures: Sequence[StageFailure]) -> pd.DataFrame:
-    """Failures as rows for ``pipeline_failures``."""
-    return pd.DataFrame({
-        "time": pd.to_datetime([f.failed_at for f in failures], unit="s", utc=True),
-        "stage": [f.stage for f in failures],
-        "window": [f.window for f in failures],
-        "error_class": [f.error_class for f in failures],
-        "message": pd.array([f.message for f in failures], dtype="str"),
-        "step_key": pd.array([f.step_key for f in failures], dtype="str"),
-        "run_id": pd.array([f.run_id for f in failures], dtype="str"),
-        "job_name": pd.array([f.job_name for f in failures], dtype="str"),
-        "failures": pd.array([1] * len(failures), dtype="int64"),
-    })
+def cause_tags(failures: Sequence[StageFailure]) -> dict[str, str]:
+    """Run tags naming the first failed stage (``+N more`` when several failed), its error and cause."""
+    if not failures:
+        return {}
+    first = failures[0]
+    stages = list(dict.fromkeys(f.stage or f.step_key or "-" for f in failures))
+    more = f" (+{len(stages) - 1} more)" if len(stages) > 1 else ""
+    return {
+        FAILED_STAGE_TAG: shorten(stages[0], MAX_SHORT_TAG_CHARS - len(more)) + more,
+        ERROR_CLASS_TAG: shorten(first.error_class, MAX_SHORT_TAG_CHARS),
+        CAUSE_TAG: first.cause or shorten(first.message, MAX_CAUSE_CHARS),
+    }
 
 
 @run_failure_sensor(
     name="pipeline_failure_sensor",
-    description="Records each failed stage and window (and why) in InfluxDB measurement pipeline_failures.",
+    description="Tags each failed run with its cause and records each failed stage and window (and why) "
+    "in InfluxDB measurement pipeline_failures.",
     default_status=DefaultSensorStatus.RUNNING,
 )
 def pipeline_failure_sensor(context: RunFailureSensorContext, influxdb: InfluxDBResource) -> None:
-    """Write one ``pipeline_failures`` point and one log line per failed stage of the failed run."""
+    """Tag the failed run with its cause; write one ``pipeline_failures`` point and log line per failed stage.
+
+    If InfluxDB cannot take the points they are spooled in the Dagster instance (and written later by
+    ``pipeline_failure_spool_sensor``): Dagster would not evaluate this run again.
+    """
+    run = context.dagster_run
     event = context.failure_event
     run_error = getattr(event.event_specific_data, "error", None)
-    failed_at = context.instance.get_run_record_by_id(context.dagster_run.run_id)
     failures = stage_failures(
-        context.instance, context.dagster_run, run_error, event.message or "run failed",
-        failed_at.update_timestamp.timestamp() if failed_at else pd.Timestamp.now("UTC").timestamp(),
+        context.instance, run, run_error, event.message or "run failed", run_failed_at(context.instance, run),
         secrets=[influxdb.token, influxdb.password],
     )
     for failure in failures:
@@ -163,9 +211,9 @@ def pipeline_failure_sensor(context: RunFailureSensorContext, influxdb: InfluxDB
             f"stage {failure.stage or '-'} window {failure.window or '-'} failed in run {failure.run_id} "
             f"(step {failure.step_key or '-'}): {failure.error_class}: {failure.message}"
         )
-    influxdb.prepare_database()
-    influxdb.write_frame(failures_frame(failures), FAILURES_MEASUREMENT, ["stage", "window", "error_class"])
+    context.instance.add_run_tags(run.run_id, cause_tags(failures))
+    record_failures(context.instance, influxdb, failures, context.log.error)
 
 
-#: Every sensor of the code location, for ``Definitions(sensors=...)``.
-sensors = [pipeline_failure_sensor]
+#: Every sensor of this module, for ``Definitions(sensors=...)``.
+sensors = [pipeline_failure_sensor, pipeline_failure_spool_sensor]
