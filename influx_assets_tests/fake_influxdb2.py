@@ -130,6 +130,8 @@ class FakeInfluxDB2:
             path = path[len("/moved"):]
         if path == "/ping":
             return Reply(204, b"", {}, "http/legacy/ping_handler.go pingHandler: 204, no body, no auth")
+        if path == "/metrics":
+            return self._metrics()
         if self.token and path.startswith("/api/v2/") and headers.get("Authorization") != f"Token {self.token}":
             return UNAUTHORIZED
         if path == "/api/v2/write":
@@ -151,6 +153,39 @@ class FakeInfluxDB2:
         if path == "/api/v2/buckets" and method == "POST":
             return self._create_bucket(json.loads(body))
         return pretty_error(404, "not found", "path not found", "http/router.go NewBaseChiRouter NotFound")
+
+    def _metrics(self) -> Reply:
+        """``GET /metrics``: the Prometheus text of the query controller and query endpoint counters.
+
+        Names, labels and types as documented at
+        https://docs.influxdata.com/influxdb/v2/reference/internals/metrics/ (``qc_requests_total``
+        counter by org and result, ``qc_executing_duration_seconds`` histogram, ``http_query_response_bytes``
+        counter by endpoint/org_id/status); values grow with the queries this fake has answered.
+        """
+        queries = len(self.on("/api/v2/query"))
+        lines = [
+            "# HELP go_goroutines Number of goroutines that currently exist.",
+            "# TYPE go_goroutines gauge",
+            "go_goroutines 61",
+            "# HELP qc_requests_total Count of the query requests",
+            "# TYPE qc_requests_total counter",
+            f'qc_requests_total{{org="{ORG_ID}",result="success"}} {queries}',
+            f'qc_requests_total{{org="{ORG_ID}",result="compile_error"}} 0',
+            "# HELP qc_executing_duration_seconds Histogram of times spent executing queries",
+            "# TYPE qc_executing_duration_seconds histogram",
+            f'qc_executing_duration_seconds_bucket{{org="{ORG_ID}",le="0.001"}} 0',
+            f'qc_executing_duration_seconds_bucket{{org="{ORG_ID}",le="+Inf"}} {queries}',
+            f'qc_executing_duration_seconds_sum{{org="{ORG_ID}"}} {0.0025 * queries}',
+            f'qc_executing_duration_seconds_count{{org="{ORG_ID}"}} {queries}',
+            "# HELP http_query_response_bytes Count of bytes returned",
+            "# TYPE http_query_response_bytes counter",
+            f'http_query_response_bytes{{endpoint="/api/v2/query",org_id="{ORG_ID}",status="200"}} {2 * queries}',
+        ]
+        return Reply(
+            200, ("\n".join(lines) + "\n").encode(), {"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
+            "docs.influxdata.com/influxdb/v2/reference/internals/metrics/ (metric names, labels, types); "
+            "served by the Prometheus handler without authentication (kit/prom registry, http/handler.go)",
+        )
 
     # --- tenant handlers (tenant/http_server_bucket.go, tenant/http_server_org.go) ----------------
     def _orgs(self, params: dict[str, str]) -> Reply:

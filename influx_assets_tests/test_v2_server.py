@@ -111,3 +111,17 @@ def test_names_that_2x_cannot_store_or_read_are_refused_before_sending(target: V
     with pytest.raises(InvalidFrameError):
         encode_frame(points().rename(columns={"site": "_measurement"}), "m", ["_measurement"])
     assert target.requests_to("/api/v2/write") in (None, 0)
+
+
+def test_the_servers_query_counters_grow_by_the_queries_we_run(target: V2Target, bucket: str) -> None:
+    made = target.transport()
+    made.ensure_database(bucket)
+    made.write(bucket, encode_frame(points(), "m", ["site"]))
+    before, sent_before = made.server_counters(), target.requests_to("/api/v2/query")
+    for _ in range(2):
+        made.read(MeasurementSlice(bucket, "m", 0, 2**62))
+    cost = made.server_counters().since(before)
+    sent = None if sent_before is None else target.requests_to("/api/v2/query") - sent_before
+    # every Flux request we sent is counted (a real server may be running others too)
+    assert cost.queries == sent if sent is not None else cost.queries >= 2
+    assert cost.query_seconds > 0 and cost.points_written is None
