@@ -1,6 +1,6 @@
 """Automation: schedule ticks, late-data re-runs, step retries with backoff, declared policies."""
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pandas as pd
 import pytest
@@ -19,6 +19,7 @@ from influx_assets.definitions import defs
 from influx_assets.devtools.feed import write_simulation
 from influx_assets.automation.late_data import closed_windows, late_data_sensor, late_window_requests, stale_day_requests
 from influx_assets.telemetry import ColdStorage, daily_assets, hourly_assets, pipeline_assets, pipeline_checks
+from influx_assets.telemetry.partitions import hourly_windows
 from influx_assets.telemetry.stage import DAILY_BACKFILL, HOURLY_BACKFILL
 from influx_assets.resources import resources_for
 from influx_assets.devtools.simulate import SimulationConfig, simulate
@@ -135,3 +136,17 @@ def test_the_sensor_looks_at_recently_closed_windows_only(influxdb) -> None:
     ) as context:
         result = late_data_sensor(context)
     assert result.run_requests == []  # nothing processed yet: the schedules' job, not the sensor's
+
+
+def test_every_stage_has_owners_and_a_freshness_policy_its_schedule_can_meet() -> None:
+    graph = defs.resolve_asset_graph()
+    stages = [k for k in graph.materializable_asset_keys if graph.get(k).group_name == "telemetry"]
+    assert len(stages) == 8  # every stage; raw_telemetry is external
+    for key in stages:
+        node = graph.get(key)
+        assert node.owners == ["team:telemetry-pipeline"], key
+        cadence = timedelta(hours=1) if node.partitions_def == hourly_windows else timedelta(days=1)
+        policy = node.freshness_policy
+        # a window is processed grace minutes after it closes, so a healthy stage is never older than
+        # one cadence plus the grace: warn only beyond that, fail later still
+        assert cadence + timedelta(minutes=40) < policy.warn_window.to_timedelta() < policy.fail_window.to_timedelta(), key

@@ -27,7 +27,15 @@ from pydantic import Field
 from influx_assets.telemetry.partitions import daily_windows
 from influx_assets.telemetry.contract import NORMALIZED_MEASUREMENT, SERIES_TAGS
 from influx_assets.telemetry.keys import SHA256
-from influx_assets.telemetry.stage import DAILY_BACKFILL, GROUP, STAGE_RETRY, run_window, report_stage
+from influx_assets.telemetry.stage import (
+    DAILY_BACKFILL,
+    DAILY_FRESHNESS,
+    GROUP,
+    OWNERS,
+    STAGE_RETRY,
+    report_stage,
+    run_window,
+)
 
 ARCHIVE_DATASET = NORMALIZED_MEASUREMENT
 
@@ -123,6 +131,8 @@ def days_of(start: pd.Timestamp, end: pd.Timestamp) -> list[pd.Timestamp]:
     group_name=GROUP,
     retry_policy=STAGE_RETRY,
     backfill_policy=DAILY_BACKFILL,
+    owners=OWNERS,
+    freshness_policy=DAILY_FRESHNESS,
 )
 def telemetry_archive(
     context: AssetExecutionContext, cold_storage: ColdStorage, normalized_telemetry: pd.DataFrame

@@ -7,8 +7,10 @@ partition of a range run (the run-level metadata) is named ``range_*``.
 """
 
 import inspect
+import os
 import time
 import warnings
+from datetime import timedelta
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -21,6 +23,7 @@ from dagster import (
     BackfillPolicy,
     Backoff,
     BetaWarning,
+    FreshnessPolicy,
     Jitter,
     MetadataValue,
     PreviewWarning,
@@ -76,6 +79,25 @@ def writer_pool(stage: str) -> str:
 #: Group of all pipeline assets in the UI.
 GROUP = "telemetry"
 
+#: Who answers for the pipeline's assets (shown in the UI; ``INFLUX_ASSETS_OWNERS``, comma-separated
+#: emails or ``team:`` names, overrides it).
+OWNERS = [
+    owner.strip()
+    for owner in os.environ.get("INFLUX_ASSETS_OWNERS", "team:telemetry-pipeline").split(",")
+    if owner.strip()
+]
+
+#: Freshness the Dagster freshness daemon evaluates: an hourly stage is processed 10 minutes after its
+#: window closes (the schedule's grace), so it warns after 2 h and fails after 3 h without a new
+#: materialization; a daily stage (run at 00:40) warns after 26 h and fails after 30 h.
+HOURLY_FRESHNESS = FreshnessPolicy.time_window(fail_window=timedelta(hours=3), warn_window=timedelta(hours=2))
+DAILY_FRESHNESS = FreshnessPolicy.time_window(fail_window=timedelta(hours=30), warn_window=timedelta(hours=26))
+
+
+def freshness_of(windows: TimeWindowPartitionsDefinition) -> FreshnessPolicy:
+    """The freshness policy of a stage partitioned by ``windows``."""
+    return HOURLY_FRESHNESS if windows == hourly_windows else DAILY_FRESHNESS
+
 IO_MANAGER_KEY = "influxdb_io_manager"
 KINDS_TAGS = {"influxdb", "pandas"}
 
@@ -109,6 +131,8 @@ def influx_stage(
             backfill_policy=backfill,
             pool=writer_pool(compute.__name__),
             required_resource_keys=required,
+            owners=OWNERS,
+            freshness_policy=freshness_of(windows),
             **asset_kwargs,
         )(compute)
 

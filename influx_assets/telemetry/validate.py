@@ -56,8 +56,10 @@ from influx_assets.telemetry.contract import (
 from influx_assets.telemetry.stage import (
     GROUP,
     HOURLY_BACKFILL,
+    HOURLY_FRESHNESS,
     IO_MANAGER_KEY,
     KINDS_TAGS,
+    OWNERS,
     STAGE_RETRY,
     influx_storage,
     report_stage,
@@ -223,6 +225,8 @@ class ValidationConfig(Config):
             metadata=influx_storage(VALIDATED_MEASUREMENT, RAW_TAGS),
             kinds=KINDS_TAGS,
             group_name=GROUP,
+            owners=OWNERS,
+            freshness_policy=HOURLY_FRESHNESS,
             description="Raw points of the window that passed every validation rule.",
         ),
         "quarantined_telemetry": AssetOut(
@@ -230,6 +234,8 @@ class ValidationConfig(Config):
             metadata=influx_storage(QUARANTINED_MEASUREMENT, [*RAW_TAGS, "reason"]),
             kinds=KINDS_TAGS,
             group_name=GROUP,
+            owners=OWNERS,
+            freshness_policy=HOURLY_FRESHNESS,
             description="Rejected raw points, payload as received, with a reason code tag.",
         ),
     },
