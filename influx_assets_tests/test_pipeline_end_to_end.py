@@ -320,7 +320,7 @@ def test_a_window_without_raw_points_materializes_empty_stages(influxdb, oracle,
     assert all(r.success for r in results)
     assert all(o.passed for r in results for o in check_outcomes(r).values() if o.severity == AssetCheckSeverity.ERROR)
     assert materialization_metadata(results[0], "validated_telemetry")["rows_out"] == 0
-    assert [m for m in oracle.measurements() if m not in ("sensor_raw", "pipeline_metrics", LEDGER_MEASUREMENT)] == []
+    assert [m for m in oracle.measurements() if m not in ("sensor_raw", "pipeline_metrics", "pipeline_edges", LEDGER_MEASUREMENT)] == []
     # ...but every stage's empty window is recorded as committed with zero rows
     ledger = oracle.query(f'SELECT "state", "rows" FROM "{LEDGER_MEASUREMENT}" GROUP BY "target"')
     committed = {s["tags"]["target"]: s["values"] for s in ledger}

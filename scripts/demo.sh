@@ -1,13 +1,24 @@
 #!/usr/bin/env bash
 # Set everything up, start a project-local InfluxDB (unless INFLUXDB_URL is set), load demo telemetry
 # and start the Dagster UI with its daemon on http://127.0.0.1:${DAGSTER_PORT:-3000}.
-# Running it again while the demo runs is harmless: it reports the running UI and exits.
+# Running it again while the demo runs is harmless: it reports the running UI and exits. Restarting it
+# later changes no window already loaded (see influx_assets/devtools/demo.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 source scripts/env.sh
+source scripts/pids.sh
 DAGSTER_PORT="${DAGSTER_PORT:-3000}"
 mkdir -p .run
+# The demo's windows start near its data (not at the library default, 2024-01-01): the day before the
+# first demo, kept in .run/pipeline-start so a restart shows the same partitions. An exported
+# INFLUX_ASSETS_START wins.
+if [ -z "${INFLUX_ASSETS_START:-}" ]; then
+  [ -s .run/pipeline-start ] || date -u -d "1 day ago" +%Y-%m-%d > .run/pipeline-start
+  INFLUX_ASSETS_START="$(cat .run/pipeline-start)"
+fi
+export INFLUX_ASSETS_START
+echo "demo: hourly and daily windows start at $INFLUX_ASSETS_START (INFLUX_ASSETS_START)"
 
 if [ -z "${INFLUXDB_URL:-}" ]; then
   INFLUXDB_URL="$(.venv/bin/python -m influx_assets.devtools.local_server start --dir .influxdb --port "${INFLUXDB_PORT:-8086}")"
@@ -15,20 +26,29 @@ if [ -z "${INFLUXDB_URL:-}" ]; then
 fi
 export INFLUXDB_URL
 
-if [ -f .run/dagster.pid ] && kill -0 "$(cat .run/dagster.pid)" 2>/dev/null; then
-  echo "demo: already running — Dagster UI at http://127.0.0.1:$DAGSTER_PORT (stop: bash scripts/stop.sh)"
+if dagster_pid="$(running_pid .run/dagster.pid "bin/dg dev")"; then
+  echo "demo: already running (pid $dagster_pid) — Dagster UI at http://127.0.0.1:$DAGSTER_PORT (stop: bash scripts/stop.sh)"
   exit 0
 fi
+rm -f .run/dagster.pid
+if feed_pid="$(running_pid .run/live-feed.pid "influx-assets live-feed")"; then
+  kill -TERM "$feed_pid" 2>/dev/null || true
+  wait_until_ended "$feed_pid" 50 || kill -KILL "$feed_pid" 2>/dev/null || true
+  echo "demo: stopped the live feed of an earlier demo (pid $feed_pid)"
+fi
+rm -f .run/live-feed.pid
 
 .venv/bin/influx-assets init-pools  # before any run: Dagster creates pools lazily, racily on SQLite
 .venv/bin/influx-assets demo-data --no-progress || echo "demo: could not load demo telemetry (see above); the UI starts anyway"
-# a small live feed, so the schedules have fresh windows to process while the demo runs
-# (it stops by itself when the Dagster process, which replaces this shell below, ends)
-nohup .venv/bin/influx-assets live-feed --while-pid $$ > .run/live-feed.log 2>&1 &
-echo $! > .run/live-feed.pid
-# the main job: once the UI answers, backfill the hourly stages over the simulated windows
-(.venv/bin/influx-assets demo-backfill --webserver "http://127.0.0.1:$DAGSTER_PORT" --hours 6 \
-  || echo "demo: could not launch the demo backfill; launch it from the UI (see README)") &
+# A small live feed, so the schedules have fresh windows to process while the demo runs. It rides out
+# an InfluxDB outage (log: .run/live-feed.log) and stops by itself when the Dagster process, which
+# replaces this shell below, ends. Both background jobs start from a subshell that exits at once, so
+# they are not children of `dg dev`: it never reaps them, and an ended child would linger as a zombie.
+( nohup .venv/bin/influx-assets live-feed --while-pid $$ >> .run/live-feed.log 2>&1 & echo $! > .run/live-feed.pid )
+# the main job: once the UI answers, backfill the hourly stages over the simulated windows (tagged
+# influx_assets/launched_by=demo, as are its runs)
+( (.venv/bin/influx-assets demo-backfill --webserver "http://127.0.0.1:$DAGSTER_PORT" --hours 6 \
+  || echo "demo: could not launch the demo backfill; launch it from the UI (see README)") & )
 
 echo "demo: starting Dagster UI + daemon at http://127.0.0.1:$DAGSTER_PORT (Ctrl-C or bash scripts/stop.sh to stop)"
 echo $$ > .run/dagster.pid

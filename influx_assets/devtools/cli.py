@@ -75,37 +75,45 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def _demo_data(args: argparse.Namespace) -> int:
-    args.start = args.end = None
-    args.rate, args.defect_rate, args.skip_late = [], None, False
-    args.manifest = args.manifest or ".run/demo-manifest.json"
-    return _simulate(args)
+    """Load the demo windows that hold no raw points yet (deterministic by window: see devtools.demo)."""
+    from influx_assets.devtools.demo import load_demo_data
+    from influx_assets.devtools.manifest import build_manifest, write_manifest
+
+    resource = _resource(args)
+    info = resource.wait_until_ready()
+    load = load_demo_data(
+        resource, hours=args.hours, sensors=args.sensors, cadence_seconds=args.cadence, seed=args.seed,
+        progress=not args.no_progress,
+    )
+    manifest = Path(args.manifest or ".run/demo-manifest.json")
+    if load.simulation is not None:
+        write_manifest(build_manifest(load.simulation), manifest)
+    loaded = f"{load.points_written} points into {len(load.loaded)} window(s)"
+    if load.loaded:
+        loaded += f" {load.loaded[0]}...{load.loaded[-1]} (manifest of these: {manifest})"
+    print(
+        f"demo-data: {loaded}; {len(load.already_present)} window(s) already held raw points and were left "
+        f"alone; {resource.database!r} at {resource.public_url} (InfluxDB {info.version})"
+    )
+    return 0
 
 
 def _live_feed(args: argparse.Namespace) -> int:
-    """Write the readings of each passing interval, like devices would, until stopped."""
-    import time
+    """Write the readings of each passing interval, like devices would, riding out outages, until stopped."""
+    from influx_assets.devtools.feed import LiveFeedSettings, process_running, run_live_feed
 
-    from influx_assets.devtools.feed import write_simulation
-    from influx_assets.devtools.local_server import pid_alive
-    from influx_assets.devtools.simulate import SimulationConfig, simulate
+    settings = LiveFeedSettings(
+        sensors=args.sensors, interval_seconds=args.interval, cadence_seconds=args.cadence, seed=args.seed,
+        iterations=args.iterations, max_backoff_seconds=args.max_backoff,
+    )
 
-    resource = _resource(args)
-    resource.wait_until_ready()
-    step = pd.Timedelta(seconds=args.interval)
-    last = pd.Timestamp.now(tz="UTC").floor(step)
-    for _ in range(args.iterations or sys.maxsize):
-        if args.while_pid and not pid_alive(args.while_pid):
+    def keep_running() -> bool:
+        if args.while_pid and not process_running(args.while_pid):
             print(f"live-feed: process {args.while_pid} ended; stopping", flush=True)
-            break
-        time.sleep(max(0.0, (last + step - pd.Timestamp.now(tz="UTC")).total_seconds()))
-        now = pd.Timestamp.now(tz="UTC").floor(step)
-        config = SimulationConfig(
-            start=last, end=now, sensors=args.sensors, cadence_seconds=args.cadence, seed=args.seed,
-            rates={},
-        )
-        written = write_simulation(simulate(config), resource, "all").points_written
-        print(f"live-feed: {written} points for [{last.isoformat()}, {now.isoformat()})", flush=True)
-        last = now
+            return False
+        return True
+
+    run_live_feed(_resource(args), settings, keep_running)
     return 0
 
 
@@ -163,9 +171,14 @@ def main(argv: list[str] | None = None) -> int:
     _add_target(sim)
     sim.set_defaults(run=_simulate)
 
-    demo = commands.add_parser("demo-data", help="simulate the last 6 hours of 20 sensors for the demo UI")
+    demo = commands.add_parser(
+        "demo-data",
+        help="simulate the last 6 hours of 20 sensors for the demo UI",
+        description="Writes only closed hourly windows that hold no raw points yet; a window's points "
+        "depend only on --seed, --sensors, --cadence and the window, so a restart changes no window.",
+    )
     demo.add_argument("--sensors", type=int, default=20)
-    demo.add_argument("--hours", type=float, default=6.0)
+    demo.add_argument("--hours", type=int, default=6, help="closed hourly windows back from now (default 6)")
     demo.add_argument("--cadence", type=float, default=60.0)
     demo.add_argument("--seed", type=int, default=0)
     _add_target(demo)
@@ -178,6 +191,9 @@ def main(argv: list[str] | None = None) -> int:
     live.add_argument("--seed", type=int, default=1000)
     live.add_argument("--iterations", type=int, default=0, help="stop after N writes (default: never)")
     live.add_argument("--while-pid", type=int, default=0, help="stop when this process has ended")
+    live.add_argument(
+        "--max-backoff", type=float, default=60.0, help="longest wait between retries while InfluxDB is down (s)"
+    )
     _add_target(live)
     live.set_defaults(run=_live_feed)
 

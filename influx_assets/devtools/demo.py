@@ -1,8 +1,19 @@
-"""The demo's first job: a backfill of the hourly stages over the simulated windows, via the UI's API.
+"""The demo's data and its first job: the demo telemetry, and a backfill of the hourly stages over it.
 
-``scripts/demo.sh`` calls ``influx-assets demo-backfill`` once the Dagster webserver answers; the
-daemon then runs the backfill (one run per day of windows, the stages' backfill policy) and the
-operator watches it in the UI under *Overview → Backfills*.
+``scripts/demo.sh`` calls ``influx-assets demo-data`` (:func:`load_demo_data`), then, once the Dagster
+webserver answers, ``influx-assets demo-backfill`` (:func:`launch_hourly_backfill`); the daemon runs
+the backfill (one run per day of windows, the stages' backfill policy) and the operator watches it in
+the UI under *Overview → Backfills*. The backfill and its runs carry :data:`DEMO_TAGS`.
+
+Restarting the demo must leave processed windows alone: the late-data sensor re-runs any processed
+window whose raw points changed. So the demo data is
+
+* **deterministic by window**: a window's points are a slice of the simulation of its UTC day, seeded
+  from the demo seed and that day (:func:`demo_day_seed`), never from "now" or from the run — loading
+  a window twice writes the same points (same series, timestamps and values, so InfluxDB keeps them);
+* **written only into absent windows**: a window that already holds raw points (an earlier load, the
+  live feed, real devices) is not written at all — the deterministic slice would still add points to a
+  window the live feed filled.
 """
 
 from __future__ import annotations
@@ -11,11 +22,21 @@ import json
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
-from influx_assets.telemetry.partitions import hourly_windows
 from influx_assets.automation.schedules import HOURLY_STAGES
+from influx_assets.devtools.feed import write_simulation
+from influx_assets.devtools.simulate import Simulation, SimulationConfig, simulate
+from influx_assets.influxdb import InfluxDBResource
+from influx_assets.telemetry.contract import RAW_MEASUREMENT
+from influx_assets.telemetry.partitions import hourly_windows
+
+#: Tags of the demo backfill; Dagster copies a backfill's tags to every run it launches, so the
+#: operator can filter the demo's runs in the UI (*Runs* → filter ``influx_assets/launched_by=demo``).
+DEMO_TAGS = {"influx_assets/launched_by": "demo"}
 
 LAUNCH_BACKFILL = """
 mutation LaunchBackfill($params: LaunchBackfillParams!) {
@@ -63,7 +84,10 @@ def wait_for_webserver(webserver: str, timeout: float = 180.0) -> None:
 
 
 def launch_hourly_backfill(webserver: str, partitions: list[str]) -> str:
-    """Ask the webserver for an asset backfill of the hourly stages over ``partitions``; return its id."""
+    """Ask the webserver for an asset backfill of the hourly stages over ``partitions``; return its id.
+
+    The backfill is tagged with :data:`DEMO_TAGS` (and so are the runs it launches).
+    """
     from influx_assets.definitions import defs
 
     keys = HOURLY_STAGES.resolve(defs.resolve_asset_graph())
@@ -71,8 +95,85 @@ def launch_hourly_backfill(webserver: str, partitions: list[str]) -> str:
         "assetSelection": [{"path": key.path} for key in sorted(keys, key=lambda k: k.path)],
         "partitionNames": partitions,
         "fromFailure": False,
+        "tags": [{"key": key, "value": value} for key, value in DEMO_TAGS.items()],
     }
     result = graphql(webserver, LAUNCH_BACKFILL, {"params": params})["launchPartitionBackfill"]
     if result["__typename"] != "LaunchBackfillSuccess":
         raise RuntimeError(f"backfill not launched: {result}")
     return str(result["backfillId"])
+
+
+@dataclass(frozen=True)
+class DemoLoad:
+    """What :func:`load_demo_data` did: windows loaded now, windows left alone, and the points sent."""
+
+    loaded: list[str]
+    already_present: list[str]
+    simulation: Simulation | None
+    points_written: int
+
+
+def demo_day_seed(seed: int, day: pd.Timestamp) -> int:
+    """The simulation seed of one UTC day: a function of the demo seed and the day only."""
+    days_since_epoch = int(day.value // pd.Timedelta(days=1).value)
+    return int(np.random.SeedSequence([seed, days_since_epoch]).generate_state(1)[0])
+
+
+def demo_simulation(windows: list[str], sensors: int, cadence_seconds: float, seed: int) -> Simulation:
+    """The demo points of ``windows`` (hourly partition keys): each window sliced from its day's simulation.
+
+    ``config`` of the result spans the first to the last window with the demo ``seed``; ``sensors``
+    is the first day's sensor table.
+    """
+    bounds = [hourly_windows.time_window_for_partition_key(key) for key in windows]
+    starts = {pd.Timestamp(window.start).tz_convert("UTC") for window in bounds}
+    days = sorted({start.floor("1D") for start in starts})
+    parts: list[Simulation] = []
+    for day in days:
+        config = SimulationConfig(
+            start=day, end=day + pd.Timedelta(days=1), sensors=sensors, cadence_seconds=cadence_seconds,
+            seed=demo_day_seed(seed, day),
+        )
+        parts.append(simulate(config))
+    points = pd.concat([part.points for part in parts], ignore_index=True)
+    keep = points["time"].dt.floor("1h").isin(starts)
+    config = SimulationConfig(
+        start=min(starts), end=max(starts) + pd.Timedelta(hours=1), sensors=sensors,
+        cadence_seconds=cadence_seconds, seed=seed,
+    )
+    return Simulation(config, points[keep].reset_index(drop=True), parts[0].sensors)
+
+
+def windows_with_points(influxdb: InfluxDBResource, windows: list[str], measurement: str = RAW_MEASUREMENT) -> list[str]:
+    """The hourly windows (partition keys) in which ``measurement`` holds at least one point now."""
+    if not windows:
+        return []
+    first = hourly_windows.time_window_for_partition_key(windows[0])
+    last = hourly_windows.time_window_for_partition_key(windows[-1])
+    frame = influxdb.read_window(influxdb.slice(measurement, pd.Timestamp(first.start), pd.Timestamp(last.end)))
+    hours = set(frame["time"].dt.floor("1h")) if len(frame) else set()
+    return [
+        key for key in windows
+        if pd.Timestamp(hourly_windows.time_window_for_partition_key(key).start).tz_convert("UTC") in hours
+    ]
+
+
+def load_demo_data(
+    influxdb: InfluxDBResource, hours: int = 6, sensors: int = 20, cadence_seconds: float = 60.0, seed: int = 0,
+    now: pd.Timestamp | None = None, progress: bool = False,
+) -> DemoLoad:
+    """Write the demo telemetry of the last ``hours`` closed hourly windows that hold no raw points yet.
+
+    Windows already holding points are left untouched (see the module docstring); the rest get their
+    deterministic points, on-time first, then the late arrivals (as :func:`write_simulation` does).
+    """
+    windows = recent_windows(hours, now)
+    influxdb.prepare_database()
+    present = windows_with_points(influxdb, windows)
+    absent = [key for key in windows if key not in present]
+    if not absent:
+        return DemoLoad([], present, None, 0)
+    simulation = demo_simulation(absent, sensors, cadence_seconds, seed)
+    written = write_simulation(simulation, influxdb, "on_time", progress=progress).points_written
+    written += write_simulation(simulation, influxdb, "late", progress=progress).points_written
+    return DemoLoad(absent, present, simulation, written)

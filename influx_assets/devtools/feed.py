@@ -1,20 +1,30 @@
-"""Write simulated telemetry into the raw measurement, in batches, with a progress bar.
+"""Write simulated telemetry into the raw measurement: in batches (:func:`write_simulation`), or live.
 
 A simulation is written in two passes, like a real feed: first the points that arrived on time, then
 (``which="late"``) the late arrivals — after their windows may already have been processed, which is
 what the raw observation and the late-data sensor detect.
+
+The live feed (:func:`run_live_feed`, the demo's ``influx-assets live-feed``) writes each passing
+interval's readings and rides out an InfluxDB outage the way a buffering gateway does: it keeps the
+unsent interval, retries with capped exponential backoff, and when the server answers again writes
+everything since the last successful write (at most ``max_backlog_seconds``) in one go.
 """
 
 from __future__ import annotations
 
+import os
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
+import pandas as pd
 from tqdm import tqdm
 
-from influx_assets.influxdb import InfluxDBResource
+from influx_assets.influxdb import InfluxDBResource, TransientInfluxError
 from influx_assets.telemetry.contract import RAW_MEASUREMENT, RAW_TAGS
-from influx_assets.devtools.simulate import Simulation
+from influx_assets.devtools.simulate import Simulation, SimulationConfig, simulate
 
 
 @dataclass(frozen=True)
@@ -58,3 +68,101 @@ def write_simulation(
             dropped += result.rows_without_fields
             bar.update(len(batch))
     return FeedResult(written, dropped)
+
+
+@dataclass(frozen=True)
+class LiveFeedSettings:
+    """What the live feed writes, how often, and how it waits out an outage.
+
+    Args:
+        sensors: simulated sensors.
+        interval_seconds: one write per interval, covering the interval just ended.
+        cadence_seconds: seconds between two readings of a sensor.
+        seed: simulation seed.
+        iterations: stop after this many successful writes (0: until stopped).
+        first_backoff_seconds: wait after the first failed write (doubles per failure)...
+        max_backoff_seconds: ...up to this.
+        max_backlog_seconds: after an outage, write at most this much of the past (older readings are
+            dropped, and the log says so).
+    """
+
+    sensors: int = 20
+    interval_seconds: float = 60.0
+    cadence_seconds: float = 30.0
+    seed: int = 1000
+    iterations: int = 0
+    first_backoff_seconds: float = 1.0
+    max_backoff_seconds: float = 60.0
+    max_backlog_seconds: float = 3600.0
+
+    def backoff(self, failures: int) -> float:
+        """Seconds to wait after ``failures`` consecutive failed writes."""
+        return min(self.max_backoff_seconds, self.first_backoff_seconds * 2.0 ** max(failures - 1, 0))
+
+
+def process_running(pid: int) -> bool:
+    """Whether ``pid`` is a live process: it exists and is not a zombie (ended, not yet reaped)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # exists, owned by another user
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
+        return True  # no /proc here: trust kill(pid, 0)
+    return state not in ("Z", "X")
+
+
+def _say(message: str) -> None:
+    print(f"live-feed: {message}", flush=True)
+
+
+def run_live_feed(
+    influxdb: InfluxDBResource, settings: LiveFeedSettings, keep_running: Callable[[], bool] = lambda: True,
+    log: Callable[[str], None] = _say,
+) -> int:
+    """Write each interval's readings until ``keep_running()`` is false; return the successful writes.
+
+    A write that fails with a transient error (server down, 5xx, 429 — after the resource's own
+    retries) is logged and retried after :meth:`LiveFeedSettings.backoff`; the unsent readings are
+    kept, so the first write after the outage covers it. Terminal errors (authentication, bad
+    requests) end the feed with the error.
+    """
+    step = pd.Timedelta(seconds=settings.interval_seconds)
+    backlog = pd.Timedelta(seconds=settings.max_backlog_seconds)
+    last = pd.Timestamp.now(tz="UTC").floor(step)
+    writes = failures = 0
+    while keep_running() and (settings.iterations == 0 or writes < settings.iterations):
+        wait = settings.backoff(failures) if failures else (last + step - pd.Timestamp.now(tz="UTC")).total_seconds()
+        time.sleep(max(0.0, wait))
+        now = pd.Timestamp.now(tz="UTC").floor(step)
+        if now <= last:
+            continue
+        if now - last > backlog:
+            log(f"dropping readings of [{last.isoformat()}, {(now - backlog).isoformat()}): older than the backlog")
+            last = now - backlog
+        config = SimulationConfig(
+            start=last, end=now, sensors=settings.sensors, cadence_seconds=settings.cadence_seconds,
+            seed=settings.seed, rates={},
+        )
+        try:
+            written = write_simulation(simulate(config), influxdb, "all").points_written
+        except TransientInfluxError as error:
+            failures += 1
+            log(
+                f"InfluxDB at {influxdb.public_url} unavailable ({type(error).__name__}: {error}); "
+                f"write {failures} failed, keeping [{last.isoformat()}, {now.isoformat()}), "
+                f"retrying in {settings.backoff(failures):.1f} s"
+            )
+            continue
+        if failures:
+            log(
+                f"InfluxDB at {influxdb.public_url} is back after {failures} failed write(s); resumed writing, "
+                f"from the end of the last write ({last.isoformat()})"
+            )
+            failures = 0
+        log(f"{written} points for [{last.isoformat()}, {now.isoformat()})")
+        last, writes = now, writes + 1
+    return writes
