@@ -1,5 +1,9 @@
 """Automation: schedule ticks, late-data re-runs, step retries with backoff, declared policies."""
 
+import ast
+import os
+import subprocess
+import sys
 from datetime import datetime, timedelta, timezone
 
 import pandas as pd
@@ -15,7 +19,9 @@ from dagster import (
     materialize,
 )
 
+from influx_assets.automation.schedules import automation_running
 from influx_assets.definitions import defs
+from influx_assets.influxdb import InfluxDBConfigError
 from influx_assets.devtools.feed import write_simulation
 from influx_assets.automation.late_data import closed_windows, late_data_sensor, late_window_requests, stale_day_requests
 from influx_assets.telemetry import ColdStorage, daily_assets, hourly_assets, pipeline_assets, pipeline_checks
@@ -48,6 +54,32 @@ def test_schedules_are_on_by_default() -> None:
     statuses = {defs.get_schedule_def(name).default_status.value
                 for name in ("hourly_pipeline_schedule", "daily_pipeline_schedule")}
     assert statuses == {"RUNNING"}
+
+
+@pytest.mark.parametrize(("value", "running"), [(None, True), ("", True), ("running", True), (" Stopped ", False)])
+def test_whether_automation_starts_running_is_configuration(value: str | None, running: bool) -> None:
+    assert automation_running({} if value is None else {"INFLUX_ASSETS_AUTOMATION": value}) is running
+
+
+def test_a_malformed_automation_state_is_refused_naming_the_variable() -> None:
+    with pytest.raises(InfluxDBConfigError, match="INFLUX_ASSETS_AUTOMATION must be one of running, stopped; got 'off'"):
+        automation_running({"INFLUX_ASSETS_AUTOMATION": "off"})
+
+
+def test_stopped_automation_stops_what_launches_runs_and_keeps_the_observers() -> None:
+    probe = (
+        "from influx_assets.definitions import defs\n"
+        "names = ['hourly_pipeline_schedule', 'daily_pipeline_schedule']\n"
+        "print({n: defs.get_schedule_def(n).default_status.value for n in names})\n"
+        "names = ['late_data_sensor', 'raw_telemetry_observer', 'pipeline_failure_sensor', 'pipeline_failure_spool_sensor']\n"
+        "print({n: defs.get_sensor_def(n).default_status.value for n in names})\n"
+    )
+    env = {**os.environ, "INFLUX_ASSETS_AUTOMATION": "stopped"}
+    shown = subprocess.run([sys.executable, "-W", "ignore", "-c", probe], env=env, capture_output=True, text=True, check=True)
+    schedules, sensors = (ast.literal_eval(line) for line in shown.stdout.splitlines())
+    assert schedules == {"hourly_pipeline_schedule": "STOPPED", "daily_pipeline_schedule": "STOPPED"}
+    assert sensors == {"late_data_sensor": "STOPPED", "raw_telemetry_observer": "RUNNING",
+                       "pipeline_failure_sensor": "RUNNING", "pipeline_failure_spool_sensor": "RUNNING"}
 
 
 def test_jobs_select_exactly_the_hourly_and_the_daily_stages() -> None:

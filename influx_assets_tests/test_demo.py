@@ -225,7 +225,7 @@ def test_a_pid_file_counts_as_running_only_for_a_live_process_of_ours(tmp_path: 
         pid_file.write_text(f"{ours.pid}\n")
         found = running_pid(pid_file, "influx-assets live-feed")
         assert found.returncode == 0 and found.stdout.strip() == str(ours.pid)
-        assert running_pid(pid_file, "bin/dg dev").returncode == 1  # a reused pid: another program
+        assert running_pid(pid_file, "bin/dagster dev").returncode == 1  # a reused pid: another program
         for pid in (dead.pid, undead.pid):
             pid_file.write_text(f"{pid}\n")
             found = running_pid(pid_file, "")

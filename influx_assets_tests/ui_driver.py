@@ -124,6 +124,40 @@ class DagsterWebserver:
             self.process.wait(timeout=5)
 
 
+class DagsterDaemon:
+    """``dagster-daemon run -m <module>`` on a webserver's ``DAGSTER_HOME`` (backfills, sensors, schedules)."""
+
+    def __init__(self, webserver: DagsterWebserver) -> None:
+        self.webserver = webserver
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log_path = webserver.home / "daemon.log"
+
+    def start(self) -> DagsterDaemon:
+        """Start the daemon (its first ticks follow within seconds)."""
+        env = {**self.webserver.env, "DAGSTER_HOME": str(self.webserver.home)}
+        command = [str(Path(sys.executable).with_name("dagster-daemon")), "run", "-m", self.webserver.module]
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        return self
+
+    def log_tail(self, chars: int = 3000) -> str:
+        """The end of the daemon's output, for failure messages."""
+        return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        """Terminate the daemon and the runs it launched."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=5)
+
+
 class Chromium:
     """Headless Chromium with one page, driven through the DevTools Protocol."""
 
@@ -219,6 +253,15 @@ class Chromium:
                 "type": kind, "modifiers": modifiers, "key": key, "code": code,
                 "windowsVirtualKeyCode": key_code,
             })
+
+    def click_last_text(self, label: str) -> bool:
+        """Click the last visible element whose own text is exactly ``label`` (e.g. an inner tab)."""
+        script = (
+            "(() => { const t = Array.from(document.querySelectorAll('*')).filter(e =>"
+            f" e.children.length === 0 && e.offsetParent !== null && e.innerText && e.innerText.trim() === {json.dumps(label)});"
+            " if (!t.length) return false; t[t.length - 1].click(); return true; })()"
+        )
+        return bool(self.evaluate(script))
 
     def graph_node_labels(self) -> list[str]:
         """First line of every asset-graph node (the graph draws nodes as SVG ``foreignObject``)."""

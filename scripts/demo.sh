@@ -26,7 +26,7 @@ if [ -z "${INFLUXDB_URL:-}" ]; then
 fi
 export INFLUXDB_URL
 
-if dagster_pid="$(running_pid .run/dagster.pid "bin/dg dev")"; then
+if dagster_pid="$(running_pid .run/dagster.pid "bin/dagster dev")"; then
   echo "demo: already running (pid $dagster_pid) — Dagster UI at http://127.0.0.1:$DAGSTER_PORT (stop: bash scripts/stop.sh)"
   exit 0
 fi
@@ -43,7 +43,7 @@ rm -f .run/live-feed.pid
 # A small live feed, so the schedules have fresh windows to process while the demo runs. It rides out
 # an InfluxDB outage (log: .run/live-feed.log) and stops by itself when the Dagster process, which
 # replaces this shell below, ends. Both background jobs start from a subshell that exits at once, so
-# they are not children of `dg dev`: it never reaps them, and an ended child would linger as a zombie.
+# they are not children of `dagster dev`: it never reaps them, and an ended child would linger as a zombie.
 ( nohup .venv/bin/influx-assets live-feed --while-pid $$ >> .run/live-feed.log 2>&1 & echo $! > .run/live-feed.pid )
 # the main job: once the UI answers, backfill the hourly stages over the simulated windows (tagged
 # influx_assets/launched_by=demo, as are its runs)
@@ -52,4 +52,9 @@ rm -f .run/live-feed.pid
 
 echo "demo: starting Dagster UI + daemon at http://127.0.0.1:$DAGSTER_PORT (Ctrl-C or bash scripts/stop.sh to stop)"
 echo $$ > .run/dagster.pid
-exec .venv/bin/dg dev -h 127.0.0.1 -p "$DAGSTER_PORT"
+# `dagster dev` on this code location (workspace.yaml), started in DAGSTER_HOME: from the repo root it
+# would warn that the repo's dagster.yaml (the template env.sh copies) "will not be used".
+repo="$PWD"
+export VIRTUAL_ENV="$repo/.venv" PATH="$repo/.venv/bin:$PATH"
+cd "$DAGSTER_HOME"
+exec "$repo/.venv/bin/dagster" dev -w "$repo/workspace.yaml" -h 127.0.0.1 -p "$DAGSTER_PORT"

@@ -39,7 +39,7 @@ from dagster import (
 from influx_assets.influxdb import InfluxDBResource
 from influx_assets.telemetry.partitions import daily_windows, hourly_windows
 from influx_assets.telemetry.raw import WindowObservation, observe_window, window_changed
-from influx_assets.automation.schedules import daily_pipeline_job, hourly_pipeline_job
+from influx_assets.automation.schedules import automation_running, daily_pipeline_job, hourly_pipeline_job
 from influx_assets.telemetry.keys import (
     RAW_FINGERPRINT,
     RAW_POINTS,
@@ -185,7 +185,7 @@ def stale_day_requests(instance: DagsterInstance, windows: list[str]) -> list[Ru
 @sensor(
     jobs=[hourly_pipeline_job, daily_pipeline_job],
     minimum_interval_seconds=60,
-    default_status=DefaultSensorStatus.RUNNING,
+    default_status=DefaultSensorStatus.RUNNING if automation_running() else DefaultSensorStatus.STOPPED,
     description="Re-runs a processed window whose raw data changed (late points), then its day.",
 )
 def late_data_sensor(context: SensorEvaluationContext, influxdb: InfluxDBResource) -> SensorResult:

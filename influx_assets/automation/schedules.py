@@ -5,6 +5,9 @@ hourly window of ``D`` has had its turn. Data that arrives after that re-opens i
 late-data sensor (:mod:`influx_assets.automation.late_data`), not through the schedule.
 """
 
+import os
+from collections.abc import Mapping
+
 from dagster import (
     AssetSelection,
     DefaultScheduleStatus,
@@ -12,7 +15,29 @@ from dagster import (
     define_asset_job,
 )
 
+from influx_assets.influxdb import InfluxDBConfigError
 from influx_assets.telemetry.partitions import daily_windows, hourly_windows
+
+AUTOMATION_VARIABLE = "INFLUX_ASSETS_AUTOMATION"
+_AUTOMATION_STATES = {"running": True, "stopped": False}
+
+
+def automation_running(environ: Mapping[str, str] = os.environ) -> bool:
+    """Whether what launches runs by itself (both schedules, the late-data sensor) starts switched on.
+
+    ``INFLUX_ASSETS_AUTOMATION``: ``running`` (default) or ``stopped``. It sets Dagster's *default*
+    status only: a status an operator set in the UI is kept in the instance and wins. The sensors that
+    launch no runs (raw observation, failures) are always on.
+
+    Raises:
+        InfluxDBConfigError: any other value.
+    """
+    value = (environ.get(AUTOMATION_VARIABLE) or "").strip().lower() or "running"
+    if value not in _AUTOMATION_STATES:
+        raise InfluxDBConfigError(
+            f"{AUTOMATION_VARIABLE} must be one of {', '.join(_AUTOMATION_STATES)}; got {value!r}"
+        )
+    return _AUTOMATION_STATES[value]
 
 #: Minutes after a window closes before it is processed (late points inside this grace are included).
 DEFAULT_GRACE_MINUTES = 15
@@ -40,15 +65,17 @@ daily_pipeline_job = define_asset_job(
 )
 
 
-def pipeline_schedules(grace_minutes: int = DEFAULT_GRACE_MINUTES, running: bool = True) -> list:
+def pipeline_schedules(grace_minutes: int = DEFAULT_GRACE_MINUTES, running: bool | None = None) -> list:
     """The hourly and daily schedules.
 
     Args:
         grace_minutes: wait this long after a window closes (0-29) before processing it.
-        running: whether the schedules are on by default (the demo wants them on).
+        running: whether the schedules are on by default; ``None``: :func:`automation_running`.
     """
     if not 0 <= grace_minutes < 30:
         raise ValueError("grace_minutes must be between 0 and 29")
+    if running is None:
+        running = automation_running()
     status = DefaultScheduleStatus.RUNNING if running else DefaultScheduleStatus.STOPPED
     return [
         build_schedule_from_partitioned_job(

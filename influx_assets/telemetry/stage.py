@@ -87,9 +87,9 @@ OWNERS = [
     if owner.strip()
 ]
 
-#: Freshness the Dagster freshness daemon evaluates: an hourly stage is processed 10 minutes after its
+#: Freshness the Dagster freshness daemon evaluates: an hourly stage is processed 15 minutes after its
 #: window closes (the schedule's grace), so it warns after 2 h and fails after 3 h without a new
-#: materialization; a daily stage (run at 00:40) warns after 26 h and fails after 30 h.
+#: materialization; a daily stage (run at 00:45) warns after 26 h and fails after 30 h.
 HOURLY_FRESHNESS = FreshnessPolicy.time_window(fail_window=timedelta(hours=3), warn_window=timedelta(hours=2))
 DAILY_FRESHNESS = FreshnessPolicy.time_window(fail_window=timedelta(hours=30), warn_window=timedelta(hours=26))
 
