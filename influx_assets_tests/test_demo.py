@@ -19,7 +19,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from dagster import AssetKey, AssetMaterialization, DagsterEventType, DagsterInstance, DagsterRunStatus
+from dagster._core.test_utils import create_run_for_test
+
 from influx_assets.devtools.demo import DEMO_TAGS, load_demo_data
+from influx_assets.devtools.orphans import windows_not_processed
 from influx_assets.devtools.local_server import LocalInfluxd
 from influx_assets.influxdb import InfluxDBResource
 from influx_assets.telemetry.contract import RAW_MEASUREMENT
@@ -225,7 +229,7 @@ def test_a_pid_file_counts_as_running_only_for_a_live_process_of_ours(tmp_path: 
         pid_file.write_text(f"{ours.pid}\n")
         found = running_pid(pid_file, "influx-assets live-feed")
         assert found.returncode == 0 and found.stdout.strip() == str(ours.pid)
-        assert running_pid(pid_file, "bin/dagster dev").returncode == 1  # a reused pid: another program
+        assert running_pid(pid_file, "-m dagster dev").returncode == 1  # a reused pid: another program
         for pid in (dead.pid, undead.pid):
             pid_file.write_text(f"{pid}\n")
             found = running_pid(pid_file, "")
@@ -273,7 +277,7 @@ query Backfill($id: String!) {
 def test_the_demo_backfill_carries_the_demo_tags(
     tmp_path: Path, influxdb: InfluxDBResource, database_name: str
 ) -> None:
-    env = {**os.environ, "INFLUXDB_DATABASE": database_name}
+    env = {**os.environ, "INFLUXDB_DATABASE": database_name, "DAGSTER_HOME": str(tmp_path / "dagster_home")}
     server = DagsterWebserver("influx_assets.definitions", env, tmp_path / "dagster_home").start()
     try:
         done = subprocess.run(
@@ -283,6 +287,15 @@ def test_the_demo_backfill_carries_the_demo_tags(
         assert done.returncode == 0, done.stdout + done.stderr
         backfill_id = re.search(r"backfill (\S+) of the hourly stages", done.stdout).group(1)
         backfill = server.graphql(BACKFILL, {"id": backfill_id})["partitionBackfillOrError"]
+        # a restart while that backfill is in progress (no daemon here: it stays requested) adds none
+        again = subprocess.run(
+            [CLI, "demo-backfill", "--webserver", server.url, "--hours", "2"],
+            env=env, capture_output=True, text=True, timeout=300,
+        )
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert f"the demo backfill {backfill_id} of an earlier start is still in progress" in again.stdout
+        assert len(server.graphql("{ partitionBackfillsOrError { ... on PartitionBackfills { results { id } } } }")
+                   ["partitionBackfillsOrError"]["results"]) == 1
     finally:
         server.stop()
     assert backfill["__typename"] == "PartitionBackfill", backfill
@@ -290,3 +303,66 @@ def test_the_demo_backfill_carries_the_demo_tags(
     assert DEMO_TAGS == {"influx_assets/launched_by": "demo"}
     tags = {tag["key"]: tag["value"] for tag in backfill["tags"]}
     assert tags["influx_assets/launched_by"] == "demo", tags
+
+
+# --- 4. a restart neither waits on the runs the stopped Dagster left behind nor redoes finished windows ---
+
+
+def started_run(instance: DagsterInstance, worker: int | None) -> str:
+    """A run recorded as executing, whose worker reported ``worker`` as its pid (or nothing)."""
+    run = create_run_for_test(instance, job_name="hourly_pipeline", status=DagsterRunStatus.STARTED)
+    if worker is not None:
+        instance.report_engine_event(f"Started process for run (pid: {worker}).", run)
+    return run.run_id
+
+
+def test_runs_left_in_progress_by_a_stopped_dagster_are_failed_to_free_their_slots(tmp_path: Path) -> None:
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    living = subprocess.Popen(["bash", "-c", 'exec -a "dagster api grpc" sleep 300'])  # a live run worker
+    stranger = subprocess.Popen(["sleep", "300"])  # alive, but a reused pid: not a Dagster process
+    try:
+        with DagsterInstance.local_temp(tempdir=str(home)) as instance:
+            wait_until(lambda: "dagster" in Path(f"/proc/{living.pid}/cmdline").read_text(errors="replace"), 30, "exec")
+            runs = {
+                "dead worker": started_run(instance, dead.pid),
+                "no worker": started_run(instance, None),
+                "reused pid": started_run(instance, stranger.pid),
+                "live worker": started_run(instance, living.pid),
+            }
+            finished = create_run_for_test(instance, job_name="hourly_pipeline", status=DagsterRunStatus.SUCCESS)
+
+        done = subprocess.run([CLI, "fail-orphaned-runs"], env={**os.environ, "DAGSTER_HOME": str(home)},
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "3 run(s) marked failed" in done.stdout, done.stdout
+
+        with DagsterInstance.from_config(str(home)) as instance:
+            status = {name: instance.get_run_by_id(run_id) for name, run_id in runs.items()}
+            assert {name: run.status for name, run in status.items()} == {
+                "dead worker": DagsterRunStatus.FAILURE, "no worker": DagsterRunStatus.FAILURE,
+                "reused pid": DagsterRunStatus.FAILURE, "live worker": DagsterRunStatus.STARTED,
+            }
+            failure = instance.all_logs(runs["dead worker"], of_type=DagsterEventType.RUN_FAILURE)[0].message
+            assert f"its worker (pid {dead.pid}) is not running" in failure and "pool slots are freed" in failure
+            # a failure like a crash's: Dagster's run retries (run_retries in dagster.yaml) re-run it
+            assert instance.get_run_by_id(runs["dead worker"]).tags.get("dagster/will_retry") != "false"
+            assert instance.get_run_by_id(finished.run_id).status == DagsterRunStatus.SUCCESS
+    finally:
+        for process in (living, stranger):
+            process.kill()
+            process.wait()
+
+
+def test_the_demo_backfill_covers_only_windows_some_hourly_stage_has_not_materialized() -> None:
+    windows = ["2025-03-01-07:00", "2025-03-01-08:00", "2025-03-01-09:00"]
+    stages = [AssetKey("validated_telemetry"), AssetKey("telemetry_5m")]
+    with DagsterInstance.ephemeral() as instance:
+        assert windows_not_processed(instance, stages, windows) == windows
+        for stage, window in [(stages[0], windows[0]), (stages[1], windows[0]), (stages[0], windows[1])]:
+            instance.report_runless_asset_event(AssetMaterialization(stage, partition=window))
+        assert windows_not_processed(instance, stages, windows) == windows[1:]
+        instance.report_runless_asset_event(AssetMaterialization(stages[1], partition=windows[1]))
+        assert windows_not_processed(instance, stages, windows) == windows[2:]

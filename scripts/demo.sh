@@ -26,7 +26,7 @@ if [ -z "${INFLUXDB_URL:-}" ]; then
 fi
 export INFLUXDB_URL
 
-if dagster_pid="$(running_pid .run/dagster.pid "bin/dagster dev")"; then
+if dagster_pid="$(running_pid .run/dagster.pid "-m dagster dev")"; then
   echo "demo: already running (pid $dagster_pid) — Dagster UI at http://127.0.0.1:$DAGSTER_PORT (stop: bash scripts/stop.sh)"
   exit 0
 fi
@@ -39,22 +39,28 @@ fi
 rm -f .run/live-feed.pid
 
 .venv/bin/influx-assets init-pools  # before any run: Dagster creates pools lazily, racily on SQLite
+# runs an earlier demo left "in progress" when it was stopped hold their pool slots for ever: fail them
+# (the backfill below re-launches the windows they did not finish)
+.venv/bin/influx-assets fail-orphaned-runs
 .venv/bin/influx-assets demo-data --no-progress || echo "demo: could not load demo telemetry (see above); the UI starts anyway"
 # A small live feed, so the schedules have fresh windows to process while the demo runs. It rides out
 # an InfluxDB outage (log: .run/live-feed.log) and stops by itself when the Dagster process, which
 # replaces this shell below, ends. Both background jobs start from a subshell that exits at once, so
 # they are not children of `dagster dev`: it never reaps them, and an ended child would linger as a zombie.
 ( nohup .venv/bin/influx-assets live-feed --while-pid $$ >> .run/live-feed.log 2>&1 & echo $! > .run/live-feed.pid )
-# the main job: once the UI answers, backfill the hourly stages over the simulated windows (tagged
-# influx_assets/launched_by=demo, as are its runs)
+# the main job: once the UI answers, backfill the hourly stages over the simulated windows that no run
+# has processed yet (tagged influx_assets/launched_by=demo, as are its runs)
 ( (.venv/bin/influx-assets demo-backfill --webserver "http://127.0.0.1:$DAGSTER_PORT" --hours 6 \
   || echo "demo: could not launch the demo backfill; launch it from the UI (see README)") & )
 
 echo "demo: starting Dagster UI + daemon at http://127.0.0.1:$DAGSTER_PORT (Ctrl-C or bash scripts/stop.sh to stop)"
 echo $$ > .run/dagster.pid
-# `dagster dev` on this code location (workspace.yaml), started in DAGSTER_HOME: from the repo root it
-# would warn that the repo's dagster.yaml (the template env.sh copies) "will not be used".
+# `dagster dev` on this code location (workspace.yaml), started in DAGSTER_HOME with the project's
+# virtualenv active. Not `dg dev`: that always runs in the project root, where Dagster warns that the
+# repo's dagster.yaml (the template env.sh copies into DAGSTER_HOME) "will not be used". Dagster 1.13
+# also warns that `dagster dev` is superseded by `dg dev`; that one warning is silenced here.
 repo="$PWD"
 export VIRTUAL_ENV="$repo/.venv" PATH="$repo/.venv/bin:$PATH"
 cd "$DAGSTER_HOME"
-exec "$repo/.venv/bin/dagster" dev -w "$repo/workspace.yaml" -h 127.0.0.1 -p "$DAGSTER_PORT"
+exec "$repo/.venv/bin/python" -W "ignore:Function \`dev_command\` is superseded" -m dagster dev \
+  -w "$repo/workspace.yaml" -h 127.0.0.1 -p "$DAGSTER_PORT"

@@ -18,7 +18,7 @@ else
 fi
 rm -f .run/live-feed.pid
 
-if pid="$(running_pid .run/dagster.pid "bin/dagster dev")"; then
+if pid="$(running_pid .run/dagster.pid "-m dagster dev")"; then
   tree="$(descendants "$pid")"
   kill -INT "$pid" 2>/dev/null  # dagster dev shuts its children down on SIGINT...
   wait_until_ended "$pid" 50

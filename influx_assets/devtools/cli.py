@@ -118,12 +118,45 @@ def _live_feed(args: argparse.Namespace) -> int:
 
 
 def _demo_backfill(args: argparse.Namespace) -> int:
-    from influx_assets.devtools.demo import launch_hourly_backfill, recent_windows, wait_for_webserver
+    """Backfill the hourly stages over the recent windows no run has processed, unless a demo backfill runs."""
+    from dagster import DagsterInstance
+
+    from influx_assets.automation.schedules import HOURLY_STAGES
+    from influx_assets.definitions import defs
+    from influx_assets.devtools.demo import DEMO_TAGS, launch_hourly_backfill, recent_windows, wait_for_webserver
+    from influx_assets.devtools.orphans import unfinished_backfills, windows_not_processed
 
     wait_for_webserver(args.webserver)
-    windows = recent_windows(args.hours)
+    recent = recent_windows(args.hours)
+    if args.all_windows:
+        windows = recent
+    else:
+        with DagsterInstance.get() as instance:
+            earlier = unfinished_backfills(instance, DEMO_TAGS)
+            if earlier:
+                print(f"demo-backfill: the demo backfill {', '.join(earlier)} of an earlier start is still in "
+                      "progress (its runs and their retries finish its windows); not launching another")
+                return 0
+            windows = windows_not_processed(instance, sorted(HOURLY_STAGES.resolve(defs.resolve_asset_graph())), recent)
+    if not windows:
+        print(f"demo-backfill: every window of {recent[0]}...{recent[-1]} is already processed; nothing to backfill")
+        return 0
     backfill = launch_hourly_backfill(args.webserver, windows)
-    print(f"demo-backfill: backfill {backfill} of the hourly stages over {windows[0]}...{windows[-1]}")
+    print(f"demo-backfill: backfill {backfill} of the hourly stages over {windows[0]}...{windows[-1]} "
+          f"({len(windows)} of the last {len(recent)} windows)")
+    return 0
+
+
+def _fail_orphaned_runs(args: argparse.Namespace) -> int:
+    from dagster import DagsterInstance
+
+    from influx_assets.devtools.orphans import fail_orphaned_runs
+
+    with DagsterInstance.get() as instance:
+        orphans = fail_orphaned_runs(instance)
+    for orphan in orphans:
+        print(f"fail-orphaned-runs: run {orphan.run_id} was in progress without a worker; marked failed")
+    print(f"fail-orphaned-runs: {len(orphans)} run(s) marked failed")
     return 0
 
 
@@ -200,7 +233,17 @@ def main(argv: list[str] | None = None) -> int:
     backfill = commands.add_parser("demo-backfill", help="backfill the hourly stages over the last hours via the UI")
     backfill.add_argument("--webserver", default="http://127.0.0.1:3000")
     backfill.add_argument("--hours", type=int, default=6)
+    backfill.add_argument(
+        "--all-windows", action="store_true",
+        help="backfill every recent window, also those already processed or in an earlier demo backfill"
+    )
     backfill.set_defaults(run=_demo_backfill)
+
+    orphans = commands.add_parser(
+        "fail-orphaned-runs",
+        help="mark failed the runs of $DAGSTER_HOME left in progress by a stopped Dagster (run it while Dagster is down)",
+    )
+    orphans.set_defaults(run=_fail_orphaned_runs)
 
     pools = commands.add_parser("init-pools", help="create the stages' writer pools in $DAGSTER_HOME's instance")
     pools.set_defaults(run=_init_pools)
