@@ -114,14 +114,19 @@ class DagsterWebserver:
 
     def stop(self) -> None:
         """Terminate the server and everything it started (code server, run workers)."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=5)
+        stop_process_group(self.process)
+
+
+def stop_process_group(process: subprocess.Popen[bytes] | None) -> None:
+    """End a process started with ``start_new_session`` and everything in its group: TERM, then KILL."""
+    if process is None or process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=5)
 
 
 class DagsterDaemon:
@@ -148,14 +153,7 @@ class DagsterDaemon:
 
     def stop(self) -> None:
         """Terminate the daemon and the runs it launched."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=5)
+        stop_process_group(self.process)
 
 
 class Chromium:
