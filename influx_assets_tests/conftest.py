@@ -42,6 +42,14 @@ def influx_url(influx_server: LocalInfluxd | None) -> str:
     return influx_server.url if influx_server is not None else os.environ["INFLUXDB_URL"]
 
 
+@pytest.fixture
+def own_server(tmp_path: Path) -> Iterator[LocalInfluxd]:
+    """An ``influxd`` of this test alone, which it stops and starts again on the same port and data."""
+    server = LocalInfluxd(tmp_path / "influxd").start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def influx_env(influx_url: str) -> Iterator[None]:
     """Export the ``INFLUXDB_*`` variables the code location's ``EnvVar`` config reads."""

@@ -13,7 +13,6 @@ import shutil
 import subprocess
 import sys
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -143,14 +142,6 @@ def log_lines(path: Path) -> list[str]:
 WRITE = re.compile(r"live-feed: (\d+) points for \[(\S+), (\S+)\)")
 
 
-@pytest.fixture
-def own_server(tmp_path: Path) -> Iterator[LocalInfluxd]:
-    """An ``influxd`` of this test alone, so it can be stopped and started again."""
-    server = LocalInfluxd(tmp_path / "influxd").start()
-    yield server
-    server.stop()
-
-
 def test_the_live_feed_survives_an_outage_and_writes_the_missed_readings_when_the_server_is_back(
     tmp_path: Path, own_server: LocalInfluxd
 ) -> None:
@@ -168,8 +159,7 @@ def test_the_live_feed_survives_an_outage_and_writes_the_missed_readings_when_th
         before_outage = [WRITE.search(line) for line in log_lines(log) if WRITE.search(line)]
         resumed_from = before_outage[-1].group(3)  # the end of the last write before the outage
 
-        server = LocalInfluxd(own_server.root, port=own_server.port).start()  # same data, same port
-        own_server.process = server.process
+        own_server.start()  # InfluxDB is back, on the same port and data directory
         wait_until(lambda: any("is back" in line for line in log_lines(log)), 180, "the feed to resume")
         lines = log_lines(log)
         back = next(i for i, line in enumerate(lines) if "is back" in line)

@@ -7,7 +7,6 @@ what was stored is read back through the independent InfluxQL oracle.
 """
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -95,14 +94,6 @@ def tick(
 def open_again(home: Path) -> DagsterInstance:
     """The same Dagster instance opened anew, as after a daemon restart."""
     return DagsterInstance.from_ref(InstanceRef.from_dir(str(home)))
-
-
-@pytest.fixture
-def own_server(tmp_path: Path) -> Iterator[LocalInfluxd]:
-    """An ``influxd`` of this test alone, which it stops and starts again on the same port and data."""
-    server = LocalInfluxd(tmp_path / "influxd").start()
-    yield server
-    server.stop()
 
 
 def test_a_failure_during_an_outage_is_written_once_when_influxdb_is_back(

@@ -20,6 +20,7 @@ from dagster import AssetCheckKey, AssetKey
 from influx_assets.definitions import defs
 from influx_assets.devtools.demo import launch_hourly_backfill
 from influx_assets.devtools.feed import write_simulation
+from influx_assets.devtools.orphans import BACKFILL_IN_PROGRESS
 from influx_assets.devtools.simulate import SimulationConfig, simulate
 from influx_assets.examples import example_readings
 from influx_assets.influxdb import InfluxDBResource
@@ -163,6 +164,8 @@ def ui_time(at: pd.Timestamp) -> str:
     the year when it is the current one."""
     year = "" if at.year == pd.Timestamp.now(tz="UTC").year else f" {at.year},"
     return f"{at:%b} {at.day},{year} {at.hour % 12 or 12}:{at:%M:%S %p} UTC"
+
+
 BACKFILL_QUERY = """
 query Backfill($id: String!) {
   partitionBackfillOrError(backfillId: $id) {
@@ -180,7 +183,7 @@ query Backfill($id: String!) {
 }
 """
 #: Backfill statuses in which the daemon may still launch runs.
-BACKFILL_ACTIVE = {"REQUESTED", "CANCELING", "FAILING"}
+BACKFILL_ACTIVE = {status.value for status in BACKFILL_IN_PROGRESS}
 
 
 @pytest.fixture

@@ -100,7 +100,8 @@ def _demo_data(args: argparse.Namespace) -> int:
 
 def _live_feed(args: argparse.Namespace) -> int:
     """Write the readings of each passing interval, like devices would, riding out outages, until stopped."""
-    from influx_assets.devtools.feed import LiveFeedSettings, process_running, run_live_feed
+    from influx_assets.devtools.feed import LiveFeedSettings, run_live_feed
+    from influx_assets.devtools.local_server import pid_alive
 
     settings = LiveFeedSettings(
         sensors=args.sensors, interval_seconds=args.interval, cadence_seconds=args.cadence, seed=args.seed,
@@ -108,7 +109,7 @@ def _live_feed(args: argparse.Namespace) -> int:
     )
 
     def keep_running() -> bool:
-        if args.while_pid and not process_running(args.while_pid):
+        if args.while_pid and not pid_alive(args.while_pid):
             print(f"live-feed: process {args.while_pid} ended; stopping", flush=True)
             return False
         return True

@@ -33,6 +33,7 @@ from influx_assets.devtools.simulate import Simulation, SimulationConfig, simula
 from influx_assets.influxdb import InfluxDBResource
 from influx_assets.telemetry.contract import RAW_MEASUREMENT
 from influx_assets.telemetry.partitions import hourly_windows
+from influx_assets.telemetry.windows import split_by_window, windows_for
 
 #: Tags of the demo backfill; Dagster copies a backfill's tags to every run it launches, so the
 #: operator can filter the demo's runs in the UI (*Runs* → filter ``influx_assets/launched_by=demo``).
@@ -125,8 +126,7 @@ def demo_simulation(windows: list[str], sensors: int, cadence_seconds: float, se
     ``config`` of the result spans the first to the last window with the demo ``seed``; ``sensors``
     is the first day's sensor table.
     """
-    bounds = [hourly_windows.time_window_for_partition_key(key) for key in windows]
-    starts = {pd.Timestamp(window.start).tz_convert("UTC") for window in bounds}
+    starts = {window.start for window in windows_for(hourly_windows, windows)}
     days = sorted({start.floor("1D") for start in starts})
     parts: list[Simulation] = []
     for day in days:
@@ -148,14 +148,9 @@ def windows_with_points(influxdb: InfluxDBResource, windows: list[str], measurem
     """The hourly windows (partition keys) in which ``measurement`` holds at least one point now."""
     if not windows:
         return []
-    first = hourly_windows.time_window_for_partition_key(windows[0])
-    last = hourly_windows.time_window_for_partition_key(windows[-1])
-    frame = influxdb.read_window(influxdb.slice(measurement, pd.Timestamp(first.start), pd.Timestamp(last.end)))
-    hours = set(frame["time"].dt.floor("1h")) if len(frame) else set()
-    return [
-        key for key in windows
-        if pd.Timestamp(hourly_windows.time_window_for_partition_key(key).start).tz_convert("UTC") in hours
-    ]
+    spans = windows_for(hourly_windows, windows)
+    frame = influxdb.read_window(influxdb.slice(measurement, spans[0].start, spans[-1].end))
+    return [window.key for window, rows in zip(spans, split_by_window(frame, spans), strict=True) if len(rows)]
 
 
 def load_demo_data(

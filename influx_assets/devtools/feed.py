@@ -12,17 +12,16 @@ everything since the last successful write (at most ``max_backlog_seconds``) in 
 
 from __future__ import annotations
 
-import os
+import random
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import pandas as pd
 from tqdm import tqdm
 
-from influx_assets.influxdb import InfluxDBResource, TransientInfluxError
+from influx_assets.influxdb import InfluxDBResource, RetrySettings, TransientInfluxError
 from influx_assets.telemetry.contract import RAW_MEASUREMENT, RAW_TAGS
 from influx_assets.devtools.simulate import Simulation, SimulationConfig, simulate
 
@@ -96,23 +95,9 @@ class LiveFeedSettings:
     max_backlog_seconds: float = 3600.0
 
     def backoff(self, failures: int) -> float:
-        """Seconds to wait after ``failures`` consecutive failed writes."""
-        return min(self.max_backoff_seconds, self.first_backoff_seconds * 2.0 ** max(failures - 1, 0))
-
-
-def process_running(pid: int) -> bool:
-    """Whether ``pid`` is a live process: it exists and is not a zombie (ended, not yet reaped)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # exists, owned by another user
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
-    except (OSError, IndexError):
-        return True  # no /proc here: trust kill(pid, 0)
-    return state not in ("Z", "X")
+        """Seconds to wait after ``failures`` consecutive failed writes (the client's schedule, no jitter)."""
+        schedule = RetrySettings(initial_delay=self.first_backoff_seconds, max_delay=self.max_backoff_seconds, jitter=0.0)
+        return schedule.delay(max(failures - 1, 0), None, random.Random())
 
 
 def _say(message: str) -> None:

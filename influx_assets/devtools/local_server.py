@@ -151,12 +151,18 @@ class LocalInfluxd:
 
 
 def pid_alive(pid: int) -> bool:
-    """Whether a process with this pid exists."""
+    """Whether ``pid`` is a live process: it exists and is not a zombie (ended, not yet reaped)."""
     try:
         os.kill(pid, 0)
-    except OSError:
+    except ProcessLookupError:
         return False
-    return True
+    except PermissionError:
+        pass  # exists, owned by another user
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
+        return True  # no /proc here: trust kill(pid, 0)
+    return state not in ("Z", "X")
 
 
 def start_detached(root: Path, port: int) -> str:

@@ -26,6 +26,8 @@ from pathlib import Path
 from dagster import AssetKey, DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
 from dagster._core.execution.backfill import BulkActionsFilter, BulkActionStatus
 
+from influx_assets.devtools.local_server import pid_alive
+
 #: Statuses of a run whose worker should be alive.
 IN_PROGRESS = [DagsterRunStatus.STARTING, DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING]
 #: Statuses of a backfill that may still launch runs.
@@ -52,9 +54,7 @@ def worker_pid(instance: DagsterInstance, run_id: str) -> int | None:
 
 def dagster_process_alive(pid: int) -> bool:
     """Whether ``pid`` is a live (not zombie) process running Dagster code (a reused pid is not)."""
-    from influx_assets.devtools.feed import process_running
-
-    if not process_running(pid):
+    if not pid_alive(pid):
         return False
     try:
         command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")

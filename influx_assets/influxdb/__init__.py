@@ -32,6 +32,7 @@ from influx_assets.influxdb.client.environment import InfluxDBConfigError
 from influx_assets.influxdb.client.errors import redact
 from influx_assets.influxdb.client.line_protocol import EncodedFrame, encode_frame, time_column_to_ns
 from influx_assets.influxdb.client.pandas_versions import as_text
+from influx_assets.influxdb.client.retries import RetrySettings
 from influx_assets.influxdb.client.server_stats import OWN_QUERIES, ServerCounters
 from influx_assets.influxdb.client.slice import MeasurementSlice, to_epoch_ns
 from influx_assets.influxdb.client.transport import Capabilities, ServerInfo
@@ -74,6 +75,7 @@ __all__ = [
     "InvalidFrameError",
     "MeasurementSlice",
     "PartialWriteError",
+    "RetrySettings",
     "ServerBusyError",
     "ServerCounters",
     "ServerInfo",
