@@ -32,8 +32,7 @@ if dagster_pid="$(running_pid .run/dagster.pid "-m dagster dev")"; then
 fi
 rm -f .run/dagster.pid
 if feed_pid="$(running_pid .run/live-feed.pid "influx-assets live-feed")"; then
-  kill -TERM "$feed_pid" 2>/dev/null || true
-  wait_until_ended "$feed_pid" 50 || kill -KILL "$feed_pid" 2>/dev/null || true
+  end_process "$feed_pid"
   echo "demo: stopped the live feed of an earlier demo (pid $feed_pid)"
 fi
 rm -f .run/live-feed.pid

@@ -29,3 +29,9 @@ wait_until_ended() {
   for _ in $(seq 1 "$2"); do process_alive "$1" || return 0; sleep 0.2; done
   ! process_alive "$1"
 }
+
+# end_process PID: SIGTERM, up to 10 s to end, then SIGKILL. Always succeeds.
+end_process() {
+  kill -TERM "$1" 2>/dev/null || true
+  wait_until_ended "$1" 50 || kill -KILL "$1" 2>/dev/null || true
+}

@@ -10,8 +10,7 @@ descendants() { local child; for child in $(pgrep -P "$1"); do descendants "$chi
 
 # the live feed first: once Dagster ends it stops by itself, and then nobody could say who stopped it
 if pid="$(running_pid .run/live-feed.pid "influx-assets live-feed")"; then
-  kill -TERM "$pid" 2>/dev/null
-  wait_until_ended "$pid" 50 || kill -KILL "$pid" 2>/dev/null
+  end_process "$pid"
   echo "stopped live feed (pid $pid)"
 else
   echo "live feed was not running"
