@@ -4,6 +4,7 @@ from dagster import Definitions
 
 from influx_assets.examples import example_readings, example_readings_summary
 from influx_assets.automation.late_data import late_data_sensor
+from influx_assets.automation.lookback import lookback_sensor
 from influx_assets.automation.raw_observation import raw_telemetry_observer
 from influx_assets.telemetry import pipeline_assets, pipeline_checks
 from influx_assets.resources import influxdb_from_env, resources_for
@@ -15,6 +16,6 @@ defs = Definitions(
     asset_checks=pipeline_checks,
     jobs=[hourly_pipeline_job, daily_pipeline_job],
     schedules=pipeline_schedules(),
-    sensors=[late_data_sensor, raw_telemetry_observer, *failure_sensors],
+    sensors=[late_data_sensor, lookback_sensor, raw_telemetry_observer, *failure_sensors],
     resources=resources_for(influxdb_from_env),
 )

@@ -71,14 +71,14 @@ def test_stopped_automation_stops_what_launches_runs_and_keeps_the_observers() -
         "from influx_assets.definitions import defs\n"
         "names = ['hourly_pipeline_schedule', 'daily_pipeline_schedule']\n"
         "print({n: defs.get_schedule_def(n).default_status.value for n in names})\n"
-        "names = ['late_data_sensor', 'raw_telemetry_observer', 'pipeline_failure_sensor', 'pipeline_failure_spool_sensor']\n"
+        "names = ['late_data_sensor', 'lookback_sensor', 'raw_telemetry_observer', 'pipeline_failure_sensor', 'pipeline_failure_spool_sensor']\n"
         "print({n: defs.get_sensor_def(n).default_status.value for n in names})\n"
     )
     env = {**os.environ, "INFLUX_ASSETS_AUTOMATION": "stopped"}
     shown = subprocess.run([sys.executable, "-W", "ignore", "-c", probe], env=env, capture_output=True, text=True, check=True)
     schedules, sensors = (ast.literal_eval(line) for line in shown.stdout.splitlines())
     assert schedules == {"hourly_pipeline_schedule": "STOPPED", "daily_pipeline_schedule": "STOPPED"}
-    assert sensors == {"late_data_sensor": "STOPPED", "raw_telemetry_observer": "RUNNING",
+    assert sensors == {"late_data_sensor": "STOPPED", "lookback_sensor": "STOPPED", "raw_telemetry_observer": "RUNNING",
                        "pipeline_failure_sensor": "RUNNING", "pipeline_failure_spool_sensor": "RUNNING"}
 
 

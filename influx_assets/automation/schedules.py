@@ -23,7 +23,7 @@ _AUTOMATION_STATES = {"running": True, "stopped": False}
 
 
 def automation_running(environ: Mapping[str, str] = os.environ) -> bool:
-    """Whether what launches runs by itself (both schedules, the late-data sensor) starts switched on.
+    """Whether what launches runs by itself (both schedules, the late-data and lookback sensors) starts on.
 
     ``INFLUX_ASSETS_AUTOMATION``: ``running`` (default) or ``stopped``. It sets Dagster's *default*
     status only: a status an operator set in the UI is kept in the instance and wins. The sensors that

@@ -29,6 +29,7 @@ from influx_assets.telemetry.contract import (
 from influx_assets.telemetry.downsample import telemetry_1h
 from influx_assets.telemetry.keys import NORMALIZED_TELEMETRY, SENSOR_FEATURES, TELEMETRY_1H, TELEMETRY_5M, TELEMETRY_ARCHIVE
 from influx_assets.telemetry.features import FEATURE_FIELDS, sensor_features
+from influx_assets.telemetry.lookback import lookback_is_current
 from influx_assets.telemetry.normalize import normalized_telemetry
 from influx_assets.telemetry.raw import raw_telemetry
 from influx_assets.telemetry.reconciliation import (
@@ -70,6 +71,7 @@ pipeline_checks = [
     counts_match_normalized,
     counts_match_5m,
     archive_matches_source,
+    lookback_is_current,
     hourly_inputs_check(TELEMETRY_1H, TELEMETRY_5M),
     hourly_inputs_check(TELEMETRY_ARCHIVE, NORMALIZED_TELEMETRY),
     hourly_inputs_check(SENSOR_FEATURES, NORMALIZED_TELEMETRY),

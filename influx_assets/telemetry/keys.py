@@ -45,3 +45,8 @@ RAW_FINGERPRINT = "raw_fingerprint"
 #: per day, on telemetry_archive: sha256 of the day's Parquet file
 SHA256 = "sha256"
 RAW_POINTS = "raw_points"
+#: per window, on telemetry_sliding_15m: the previous hour's telemetry_5m rows its first hops were
+#: computed from (their count and content fingerprint; the lookback check compares them with what
+#: telemetry_5m holds for that hour now)
+LOOKBACK_ROWS = "lookback_rows"
+LOOKBACK_FINGERPRINT = "lookback_fingerprint"

@@ -6,24 +6,53 @@ The row stamped ``t`` (every 5 minutes inside the hour) covers ``[t - 10 min, t 
 (``TimeWindowPartitionMapping(start_offset=-1)``). The mean is count-weighted over the 5-minute
 means, which equals the mean of the points; ``count`` is the number of points and ``windows`` the
 number of non-empty 5-minute windows (1-3). Hops without points produce no row.
+
+Each window records what it read of the previous hour (``lookback_rows``, ``lookback_fingerprint``):
+the lookback check (:mod:`influx_assets.telemetry.lookback`) compares them with what ``telemetry_5m``
+holds for that hour now, so a window computed before its previous hour existed — or before that hour
+was re-run — is flagged, and the lookback sensor re-runs it.
 """
 
 import time
 
 import pandas as pd
-from dagster import AssetExecutionContext, AssetIn, TimeWindowPartitionMapping
+from dagster import AssetExecutionContext, AssetIn, MetadataValue, TimeWindowPartitionMapping
 
 from influx_assets.telemetry.partitions import hourly_windows
 from influx_assets.telemetry.aggregate import empty_aggregates
 from influx_assets.telemetry.contract import SERIES_TAGS, SLIDING_MEASUREMENT
+from influx_assets.telemetry.fingerprint import frame_fingerprint
+from influx_assets.telemetry.keys import LOOKBACK_FINGERPRINT, LOOKBACK_ROWS
 from influx_assets.telemetry.stage import (
     influx_stage,
     run_window,
+    WindowFacts,
     report_stage,
 )
+from influx_assets.telemetry.windows import Window, split_by_window
 
 HOP = pd.Timedelta(minutes=5)
 SLIDING_FIELDS = ("mean", "count", "windows")
+#: how far back a window's first hops read (the previous hourly partition of ``telemetry_5m``)
+LOOKBACK = pd.Timedelta(hours=1)
+
+
+def previous_window(window: Window) -> Window:
+    """The hour before ``window``, whose ``telemetry_5m`` rows the window's first hops read."""
+    return Window("previous", window.start - LOOKBACK, window.start)
+
+
+def lookback_facts(five_minute: pd.DataFrame) -> WindowFacts:
+    """Per window: how many previous-hour ``telemetry_5m`` rows it read, and their fingerprint."""
+
+    def facts(window: Window, out: pd.DataFrame, rows_in: pd.DataFrame) -> dict[str, MetadataValue]:
+        read = split_by_window(five_minute, [previous_window(window)])[0]
+        return {
+            LOOKBACK_ROWS: MetadataValue.int(len(read)),
+            LOOKBACK_FINGERPRINT: MetadataValue.text(frame_fingerprint(read)),
+        }
+
+    return facts
 
 
 def sliding_15m(five_minute: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
@@ -65,5 +94,7 @@ def telemetry_sliding_15m(context: AssetExecutionContext, five_minute: pd.DataFr
     started = time.perf_counter()
     start, end = run_window(context)
     sliding = sliding_15m(five_minute, start, end)
-    context.add_output_metadata(report_stage(context, sliding, five_minute, started))
+    context.add_output_metadata(
+        report_stage(context, sliding, five_minute, started, window_facts=lookback_facts(five_minute))
+    )
     return sliding
