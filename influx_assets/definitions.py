@@ -3,6 +3,7 @@
 from dagster import Definitions
 
 from influx_assets.examples import example_readings, example_readings_summary
+from influx_assets.automation.executors import executor_from_env
 from influx_assets.automation.late_data import late_data_sensor
 from influx_assets.automation.lookback import lookback_sensor
 from influx_assets.automation.raw_observation import raw_telemetry_observer
@@ -18,4 +19,6 @@ defs = Definitions(
     schedules=pipeline_schedules(),
     sensors=[late_data_sensor, lookback_sensor, raw_telemetry_observer, *failure_sensors],
     resources=resources_for(influxdb_from_env),
+    # every job's executor (the implicit asset job of backfills too), from INFLUX_ASSETS_EXECUTOR
+    executor=executor_from_env(),
 )
