@@ -55,11 +55,11 @@ def test_a_bad_step_limit_is_refused(value: str) -> None:
 
 def test_the_celery_broker_url_is_read_from_the_environment_at_run_time_never_copied() -> None:
     environ = {"INFLUX_ASSETS_EXECUTOR": "celery", "CELERY_BROKER_URL": "redis://:secret@h:6379/0"}
-    configured = executor_from_env(environ).config_schema.config_or_config_fn  # what Dagster resolves per run
+    configured = executor_from_env(environ).config_schema._config_fn({})  # what Dagster resolves per run
     assert configured["broker"] == configured["backend"] == {"env": "CELERY_BROKER_URL"}  # no backend: the broker
     assert "secret" not in repr(configured)
     environ["CELERY_RESULT_BACKEND"] = "redis://:secret@h:6379/1"
-    assert executor_from_env(environ).config_schema.config_or_config_fn["backend"] == {"env": "CELERY_RESULT_BACKEND"}
+    assert executor_from_env(environ).config_schema._config_fn({})["backend"] == {"env": "CELERY_RESULT_BACKEND"}
 
 
 def loaded_executors(environ: dict[str, str]) -> dict[str, str]:
