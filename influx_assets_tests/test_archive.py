@@ -1,6 +1,7 @@
 """Cold storage: one deterministic Parquet file per day, written atomically, read back exactly."""
 
 import hashlib
+import threading
 
 import numpy as np
 import pandas as pd
@@ -81,3 +82,54 @@ def test_file_urls_and_the_default_location(tmp_path, monkeypatch):
     monkeypatch.setenv("ARCHIVE_URL", str(tmp_path / "from-env"))
     assert ColdStorage().location()[1] == str(tmp_path / "from-env")
     assert ColdStorage(base_url=f"file://{tmp_path}/x").location()[1] == f"{tmp_path}/x"
+
+
+class MeetingFileSystem:
+    """A filesystem that holds every writer, its temporary file open, until all writers have one open."""
+
+    def __init__(self, filesystem, writers: int) -> None:
+        self.filesystem = filesystem
+        self.barrier = threading.Barrier(writers, timeout=10)
+
+    def create_dir(self, *args, **kwargs):
+        return self.filesystem.create_dir(*args, **kwargs)
+
+    def move(self, *args, **kwargs):
+        return self.filesystem.move(*args, **kwargs)
+
+    def open_output_stream(self, path):
+        stream = self.filesystem.open_output_stream(path)
+        self.barrier.wait()
+        return stream
+
+
+def test_two_writers_of_one_day_at_once_leave_one_whole_file_of_one_of_them(tmp_path):
+    filesystem, base = ColdStorage(base_url=str(tmp_path)).location()
+    meeting = MeetingFileSystem(filesystem, writers=2)
+    versions = {"a": normalized_day(), "b": normalized_day().iloc[:100]}
+    digests, errors = {}, []
+
+    def write(name: str) -> None:
+        try:  # same process, so the same pid: the attempt and a random part keep the temporary files apart
+            digests[name] = write_day(meeting, archive_path(base, DAY), versions[name], attempt=f"run-{name}-0")
+        except Exception as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=write, args=(name,)) for name in versions]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    back, digest = read_day(filesystem, archive_path(base, DAY))
+    assert digest in digests.values() and len(back) in {len(v) for v in versions.values()}
+    files = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
+    assert files == ["normalized_telemetry/date=2025-03-01/part-0.parquet"]
+
+
+@pytest.mark.parametrize(
+    ("base", "local"),
+    [("/srv/archive", True), ("archive", True), ("s3://bucket/prefix", False), ("file:///mnt/shared/archive", False)],
+)
+def test_a_plain_path_is_this_machines_disk_and_a_url_names_shared_storage(base: str, local: bool) -> None:
+    assert ColdStorage(base_url=base).is_local_path() is local

@@ -17,7 +17,8 @@ import pytest
 from dagster import DagsterEventType, DagsterInstance
 from dagster._core.instance.ref import InstanceRef
 
-from influx_assets.automation.executors import executor_from_env, executor_name
+from influx_assets.automation.executors import executor_from_env, executor_name, require_shared_archive
+from influx_assets.telemetry.archive import ColdStorage
 from influx_assets.devtools.feed import write_simulation
 from influx_assets.devtools.simulate import Simulation
 from influx_assets.influxdb import InfluxDBConfigError, InfluxDBResource
@@ -80,13 +81,38 @@ def loaded_executors(environ: dict[str, str]) -> dict[str, str]:
     [
         ({}, "in_process"),
         ({"INFLUX_ASSETS_EXECUTOR": "multiprocess"}, "multiprocess_forkserver"),
-        ({"INFLUX_ASSETS_EXECUTOR": "celery", "CELERY_BROKER_URL": "redis://127.0.0.1:1/0"}, "celery_from_env"),
+        ({"INFLUX_ASSETS_EXECUTOR": "celery", "CELERY_BROKER_URL": "redis://127.0.0.1:1/0",
+          "ARCHIVE_URL": "file:///mnt/shared/archive"}, "celery_from_env"),
     ],
 )
 def test_every_job_of_the_code_location_backfills_included_gets_the_configured_executor(
     environ: dict[str, str], expected: str
 ) -> None:
     assert loaded_executors(environ) == {"hourly_pipeline": expected, "daily_pipeline": expected, "backfills": expected}
+
+
+@pytest.mark.parametrize("executor", ["in_process", "multiprocess"])
+def test_a_local_archive_path_is_fine_when_every_step_runs_on_one_machine(executor: str) -> None:
+    require_shared_archive(executor, ColdStorage(base_url="/var/lib/archive"))
+
+
+@pytest.mark.parametrize("base", ["s3://telemetry/archive", "file:///mnt/nfs/archive"])
+def test_a_distributed_executor_takes_an_archive_url(base: str) -> None:
+    require_shared_archive("celery", ColdStorage(base_url=base))
+
+
+def test_a_distributed_executor_with_a_local_archive_path_is_refused_with_the_fix() -> None:
+    with pytest.raises(InfluxDBConfigError, match=r"archive is the local path '/var/lib/archive'.*Set ARCHIVE_URL to shared storage"):
+        require_shared_archive("celery", ColdStorage(base_url="/var/lib/archive"))
+
+
+def test_the_code_location_does_not_load_with_celery_and_the_default_local_archive(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "ARCHIVE_URL"}
+    env |= {"INFLUX_ASSETS_EXECUTOR": "celery", "CELERY_BROKER_URL": "redis://127.0.0.1:1/0", "DAGSTER_HOME": str(tmp_path)}
+    loaded = subprocess.run([sys.executable, "-W", "ignore", "-c", "import influx_assets.definitions"],
+                            env=env, capture_output=True, text=True, check=False)
+    assert loaded.returncode != 0
+    assert f"archive is the local path '{tmp_path}/archive'" in loaded.stderr and "Set ARCHIVE_URL" in loaded.stderr
 
 
 @pytest.fixture(scope="module")

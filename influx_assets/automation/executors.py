@@ -28,12 +28,15 @@ from collections.abc import Mapping
 from dagster import ExecutorDefinition, in_process_executor, multiprocess_executor
 
 from influx_assets.influxdb import InfluxDBConfigError
+from influx_assets.telemetry.archive import ColdStorage
 
 EXECUTOR_VARIABLE = "INFLUX_ASSETS_EXECUTOR"
 MAX_CONCURRENT_VARIABLE = "INFLUX_ASSETS_MAX_CONCURRENT"
 BROKER_VARIABLE = "CELERY_BROKER_URL"
 BACKEND_VARIABLE = "CELERY_RESULT_BACKEND"
 EXECUTORS = ("in_process", "multiprocess", "celery")
+#: executors whose steps of one run may execute on different machines
+DISTRIBUTED = frozenset({"celery"})
 DEFAULT_EXECUTOR = "in_process"
 #: what a forkserver preloads: the code location, so each step's process starts warm
 PRELOAD = ["influx_assets.definitions"]
@@ -95,3 +98,21 @@ def executor_from_env(environ: Mapping[str, str] = os.environ) -> ExecutorDefini
             name="multiprocess_forkserver",
         )
     return celery_executor_from_env(environ)
+
+
+def require_shared_archive(executor: str, cold_storage: ColdStorage) -> None:
+    """Refuse a plain-path archive under a distributed executor, saying how to fix it.
+
+    With steps on several machines, ``telemetry_archive`` would write a day's file on one worker and
+    ``archive_matches_source`` look for it on another (it fails there: the file "does not exist").
+
+    Raises:
+        InfluxDBConfigError: ``executor`` is distributed and the archive base is a plain path.
+    """
+    if executor in DISTRIBUTED and cold_storage.is_local_path():
+        raise InfluxDBConfigError(
+            f"{EXECUTOR_VARIABLE}={executor} runs the steps of a run on several machines, but the archive is "
+            f"the local path {cold_storage.base()!r}: one worker would write a day's Parquet file and another "
+            "would not find it. Set ARCHIVE_URL to shared storage: s3://bucket/prefix, gs://bucket/prefix, or "
+            "file:///path for a file system every worker mounts at that path."
+        )

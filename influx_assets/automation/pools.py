@@ -14,7 +14,7 @@ from influx_assets.telemetry import pipeline_assets
 
 
 def writer_pools() -> list[str]:
-    """Every concurrency pool a pipeline stage declares (``influxdb_write/<stage>``)."""
+    """Every concurrency pool a pipeline stage declares (``influxdb_write/<stage>``, the archive's too)."""
     return sorted({asset.op.pool for asset in pipeline_assets if getattr(asset, "op", None) and asset.op.pool})
 
 

@@ -9,12 +9,16 @@ gives the source window exactly (the ``archive_matches_source`` check proves it 
 ``base`` is :class:`ColdStorage`'s ``base_url``: a local path or a URL — whatever
 ``pyarrow.fs.FileSystem.from_uri`` understands (``file://``, ``s3://``, ``gs://``, ``hdfs://``), and
 any other fsspec URL (``memory://``, ``abfs://`` ...) through fsspec when it is installed. Empty means
-``$ARCHIVE_URL``, else ``<project>/archive``.
+``$ARCHIVE_URL``, else ``$DAGSTER_HOME/archive``. Under a distributed executor (steps on several
+machines) the base must be shared storage: a URL, never a plain path (the code location refuses to
+load otherwise, :func:`influx_assets.automation.executors.require_shared_archive`). Writes of one day
+are serialized by the stage's writer pool and each uses a temporary file of its own.
 """
 
 import hashlib
 import os
 import time
+import uuid
 from pathlib import Path
 
 import pandas as pd
@@ -38,6 +42,8 @@ from influx_assets.telemetry.stage import (
 )
 
 ARCHIVE_DATASET = NORMALIZED_MEASUREMENT
+#: concurrency pool of the archive's writes (one step at a time, like every stage's writer pool)
+ARCHIVE_POOL = "archive_write/telemetry_archive"
 
 
 def default_archive_base() -> str:
@@ -67,9 +73,21 @@ class ColdStorage(ConfigurableResource):
         default="", description="Base path or URL of the archive; empty: $ARCHIVE_URL or <project>/archive."
     )
 
+    def base(self) -> str:
+        """The configured base: ``base_url``, else ``$ARCHIVE_URL``, else ``<DAGSTER_HOME>/archive``."""
+        return self.base_url or default_archive_base()
+
+    def is_local_path(self) -> bool:
+        """Whether the base is a plain path (this machine's disk, as far as anyone can tell).
+
+        A URL — ``s3://``, ``gs://``, or ``file:///mnt/shared/...`` for a mount every worker has —
+        says where the files live for every process; a plain path only for the processes of one machine.
+        """
+        return "://" not in self.base()
+
     def location(self) -> tuple[pafs.FileSystem, str]:
         """The filesystem and the base path on it."""
-        base = self.base_url or default_archive_base()
+        base = self.base()
         if "://" not in base:
             base = str(Path(base).expanduser().resolve())
         try:
@@ -100,13 +118,18 @@ def archive_table(frame: pd.DataFrame) -> pa.Table:
     return pa.Table.from_pandas(ordered.reset_index(drop=True), preserve_index=False)
 
 
-def write_day(filesystem: pafs.FileSystem, path: str, frame: pd.DataFrame) -> str:
-    """Write one day's file atomically (temporary name, then rename); return the bytes' sha256."""
+def write_day(filesystem: pafs.FileSystem, path: str, frame: pd.DataFrame, attempt: str = "") -> str:
+    """Write one day's file atomically (temporary name, then rename); return the bytes' sha256.
+
+    The temporary name is unique to this write (``attempt``, e.g. run id and retry number, plus a
+    random part): two writers of one day — a retry beside a worker still finishing, two machines —
+    never write into each other's temporary file; the last rename wins with a whole file.
+    """
     buffer = pa.BufferOutputStream()
     pq.write_table(archive_table(frame), buffer, compression="zstd")
     data = buffer.getvalue().to_pybytes()
     filesystem.create_dir(path.rsplit("/", 1)[0], recursive=True)
-    temporary = f"{path}.tmp-{os.getpid()}"
+    temporary = f"{path}.tmp-{attempt or os.getpid()}-{uuid.uuid4().hex[:12]}"
     with filesystem.open_output_stream(temporary) as out:
         out.write(data)
     filesystem.move(temporary, path)
@@ -133,6 +156,7 @@ def days_of(start: pd.Timestamp, end: pd.Timestamp) -> list[pd.Timestamp]:
     backfill_policy=DAILY_BACKFILL,
     owners=OWNERS,
     freshness_policy=DAILY_FRESHNESS,
+    pool=ARCHIVE_POOL,
 )
 def telemetry_archive(
     context: AssetExecutionContext, cold_storage: ColdStorage, normalized_telemetry: pd.DataFrame
@@ -142,13 +166,14 @@ def telemetry_archive(
     filesystem, base = cold_storage.location()
     start, end = run_window(context)
     digests: dict[str, str] = {}
+    attempt = f"{context.run.run_id[:8]}-{context.retry_number}"
     for day in days_of(start, end):
         rows = normalized_telemetry[
             (normalized_telemetry["time"] >= day)
             & (normalized_telemetry["time"] < day + pd.Timedelta(days=1))
         ]
         path = archive_path(base, day)
-        digests[f"{day:%Y-%m-%d}"] = write_day(filesystem, path, rows)
+        digests[f"{day:%Y-%m-%d}"] = write_day(filesystem, path, rows, attempt)
         context.log.info(f"archived {len(rows)} points to {path}")
     metadata = report_stage(
         context,
