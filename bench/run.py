@@ -46,6 +46,7 @@ BENCHMARKS = (
     Benchmark(("P3",), "bench.pipeline_rates", "backfill_vs_loop", "7-day backfill of all stages vs a plain loop"),
     Benchmark(("P4",), "bench.pipeline_rates", "end_to_end", "end-to-end pipeline rate vs raw ingest"),
     Benchmark(("P5",), "bench.pipeline", "per_window_vs_range", "168 per-window runs vs one range run"),
+    Benchmark(("P7",), "bench.launched_run", "launched_vs_in_process", "daemon-launched one-window run vs in-process"),
 )
 
 
