@@ -270,14 +270,32 @@ def end_to_end(ctx: BenchContext) -> list[Figure]:
     timings: dict[str, list[Timing]] = {"ingest": [], "pipeline": []}
     rates: dict[str, list[float]] = {"pipeline": [], "raw_ingest": []}
 
+    server_work: dict[str, list[float]] = {"pipeline_server_cpu": [], "ingest_server_cpu": []}
+    amplification: list[dict[str, float]] = []
     for trial in range(ctx.trials):
         database = ctx.fresh_database(f"bench_p4_{trial}")
-        ingest_timing = ctx.measure(_poster(ctx, database, bodies))
-        timings["ingest"].append(ingest_timing)
         influxdb = ctx.resource(database)
+        counters = influxdb.connection.server_counters
+        ingest_before = counters()
+        ingest_timing = ctx.measure(_poster(ctx, database, bodies))
+        ingest_counted = counters().since(ingest_before)
+        timings["ingest"].append(ingest_timing)
         outcomes: list[bool] = []
         storage = ColdStorage(base_url=str(cold / str(trial)))
+        before = counters()
         timing = ctx.measure(dagster_backfill(resources_for(influxdb, storage), START, end, outcomes))
+        counted = counters().since(before)
+        if timing.server_cpu is not None and ingest_timing.server_cpu:
+            server_work["pipeline_server_cpu"].append(timing.server_cpu)
+            server_work["ingest_server_cpu"].append(ingest_timing.server_cpu)
+        amplification.append({
+            "points_written_per_raw_point": round((counted.points_written or 0) / points, 3),
+            "response_bytes_per_raw_point": round((counted.response_bytes or 0) / points, 1),
+            "ingest_request_bytes_per_raw_point": round(sum(map(len, bodies)) / points, 1),
+            "queries": counted.queries,
+            "query_seconds": round(counted.query_seconds, 2),
+            "ingest_points_written": ingest_counted.points_written or 0,
+        })
         if not all(outcomes):
             raise RuntimeError(f"P4: a pipeline run failed ({outcomes})")
         timings["pipeline"].append(timing)
@@ -303,7 +321,16 @@ def end_to_end(ctx: BenchContext) -> list[Figure]:
     }
     if any(s != stored[0] for s in stored):
         notes["WARNING_stored_points_differ"] = stored
-    return [
+    figures = []
+    if server_work["pipeline_server_cpu"]:
+        figures.append(Figure.from_trials(
+            "P6", f"influxd CPU of the whole pipeline / influxd CPU of ingesting the same {points:,} raw points",
+            "pipeline_server_cpu", "ingest_server_cpu", "s", server_work, Goal(3.0, at_least=False), size,
+            {"io_amplification_per_trial": amplification,
+             "measured_how": "user+system CPU seconds of the local influxd (/proc) around each side; "
+                             "points written and response bytes from the server's SHOW STATS"},
+        ))
+    return figures + [
         Figure.from_trials(
             "P4", f"end-to-end pipeline rate / raw ingest rate ({points:,} raw points)",
             "pipeline", "raw_ingest", "points/s", rates, Goal(0.4), size,
