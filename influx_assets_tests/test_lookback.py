@@ -48,6 +48,21 @@ def simulation() -> Simulation:
     return small_simulation(hours=4)
 
 
+TwoHours = tuple[list[str], dict, DagsterInstance]
+
+
+@pytest.fixture
+def two_hours_in_order(influxdb: InfluxDBResource, simulation: Simulation, tmp_path) -> TwoHours:
+    """The first two hours of the simulation processed in order, one run each: keys, resources, instance."""
+    keys = hour_keys(simulation)[:2]
+    write_simulation(simulation, influxdb)
+    resources = resources_for(influxdb, ColdStorage(base_url=str(tmp_path)))
+    instance = DagsterInstance.ephemeral()
+    for key in keys:
+        assert run_stages(hourly_assets, resources, instance, partition_key=key).success
+    return keys, resources, instance
+
+
 def lookback_verdicts(result: object) -> dict[str, tuple[bool, AssetCheckSeverity]]:
     """``partition -> (passed, severity)`` of every ``lookback_is_current`` evaluation of a run."""
     return {
@@ -118,14 +133,9 @@ def test_hours_processed_out_of_order_end_with_the_same_data_as_in_order(
 
 
 def test_a_rerun_hour_makes_the_next_sliding_window_stale_until_it_is_recomputed(
-    influx_url: str, influxdb: InfluxDBResource, oracle: InfluxQLOracle, simulation: Simulation, tmp_path
+    influxdb: InfluxDBResource, oracle: InfluxQLOracle, two_hours_in_order: TwoHours
 ) -> None:
-    keys = hour_keys(simulation)[:2]
-    write_simulation(simulation, influxdb)
-    resources = resources_for(influxdb, ColdStorage(base_url=str(tmp_path)))
-    instance = DagsterInstance.ephemeral()
-    for key in keys:
-        assert run_stages(hourly_assets, resources, instance, partition_key=key).success
+    keys, resources, instance = two_hours_in_order
     settled = tick(instance, None)
     assert settled.run_requests == []  # processed in order: every sliding window read its previous hour
 
@@ -147,14 +157,9 @@ def test_a_rerun_hour_makes_the_next_sliding_window_stale_until_it_is_recomputed
 
 
 def test_the_check_judges_a_window_whose_previous_hour_changed_after_it_was_computed_an_error(
-    influxdb: InfluxDBResource, simulation: Simulation, tmp_path
+    influxdb: InfluxDBResource, two_hours_in_order: TwoHours
 ) -> None:
-    keys = hour_keys(simulation)[:2]
-    write_simulation(simulation, influxdb)
-    resources = resources_for(influxdb, ColdStorage(base_url=str(tmp_path)))
-    instance = DagsterInstance.ephemeral()
-    for key in keys:
-        assert run_stages(hourly_assets, resources, instance, partition_key=key).success
+    keys, resources, instance = two_hours_in_order
     write_late_point(influxdb, at=hour_start(keys[0]) + pd.Timedelta(minutes=57), sensor="late-2")
     assert run_stages(hourly_assets, resources, instance, partition_key=keys[0]).success
     # the stale window judged as the check judges it, from the instance's latest records of both windows
