@@ -13,6 +13,8 @@ from dagster import (
     AssetCheckSeverity,
     AssetKey,
     AssetRecordsFilter,
+    DagsterEvent,
+    DagsterEventType,
     DagsterInstance,
     RunRequest,
     SensorResult,
@@ -169,3 +171,24 @@ def test_the_check_judges_a_window_whose_previous_hour_changed_after_it_was_comp
     assert (verdict.passed, verdict.severity) == (False, AssetCheckSeverity.ERROR)
     assert "changed after this window was computed" in str(verdict.description)
     assert lookback_matches(sliding[0], previous[0]) is False
+
+
+def set_status(instance: DagsterInstance, run_id: str, event_type: DagsterEventType) -> None:
+    """Move a run's status as its worker's RUN_START / RUN_SUCCESS event would."""
+    run = instance.get_run_by_id(run_id)
+    assert run is not None
+    instance.run_storage.handle_run_event(run_id, DagsterEvent(event_type.value, job_name=run.job_name))
+
+
+def test_the_sensor_waits_for_the_run_that_rewrote_the_hour_to_finish(
+    influxdb: InfluxDBResource, two_hours_in_order: TwoHours
+) -> None:
+    keys, resources, instance = two_hours_in_order
+    settled = tick(instance, None)
+    write_late_point(influxdb, at=hour_start(keys[0]) + pd.Timedelta(minutes=59), sensor="late-3")
+    rerun = run_stages(hourly_assets, resources, instance, partition_key=keys[0])
+    set_status(instance, rerun.run_id, DagsterEventType.RUN_START)  # as if its worker were still writing
+    waiting = tick(instance, settled.cursor)
+    assert waiting.run_requests == [] and waiting.cursor == settled.cursor  # nothing skipped, nothing read half-done
+    set_status(instance, rerun.run_id, DagsterEventType.RUN_SUCCESS)
+    assert [r.partition_key for r in tick(instance, settled.cursor).run_requests] == [keys[1]]

@@ -86,6 +86,8 @@ def windows_to_verify(records: Iterable[EventLogRecord]) -> set[str]:
 
 
 def _latest(instance: DagsterInstance, key: AssetKey, partitions: set[str]) -> dict[str, EventLogRecord]:
+    if not partitions:
+        return {}  # an empty partition filter is no filter at all: every partition's latest
     ids = instance.get_latest_storage_id_by_partition(key, DagsterEventType.ASSET_MATERIALIZATION, partitions)
     if not ids:
         return {}
