@@ -20,7 +20,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 # The package is installed (not run from a source checkout): the server's working directory holds no code.
 COPY pyproject.toml README.md /tmp/influx-assets/
 COPY influx_assets /tmp/influx-assets/influx_assets
-RUN pip install "/tmp/influx-assets[postgres]" "dagster-k8s>=0.29.27,<0.30" \
+RUN pip install "/tmp/influx-assets[postgres,celery]" "dagster-k8s>=0.29.27,<0.30" \
     && rm -rf /tmp/influx-assets
 
 RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin dagster \

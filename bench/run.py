@@ -48,6 +48,8 @@ BENCHMARKS = (
               "server CPU of the pipeline vs ingest; end-to-end pipeline rate vs raw ingest"),
     Benchmark(("P5",), "bench.pipeline", "per_window_vs_range", "168 per-window runs vs one range run"),
     Benchmark(("P7",), "bench.launched_run", "launched_vs_in_process", "daemon-launched one-window run vs in-process"),
+    Benchmark(("P8",), "bench.backfill_celery", "backfill_celery",
+              "one-day range run on 2 Celery workers vs in-process"),
 )
 
 

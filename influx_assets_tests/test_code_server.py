@@ -139,7 +139,7 @@ def test_the_image_runs_a_non_root_code_server_for_the_definitions_module_on_its
     users = [arguments for keyword, arguments in instructions if keyword == "USER"]
     assert users and users[-1] not in ("root", "0"), users
     installs = " ".join(arguments for keyword, arguments in instructions if keyword == "RUN")
-    assert "[postgres]" in installs and "dagster-k8s" in installs  # what the chart's run Jobs load
+    assert "[postgres,celery]" in installs and "dagster-k8s" in installs  # what run Jobs and Celery workers load
 
 
 # --- the Helm values -----------------------------------------------------------------------------

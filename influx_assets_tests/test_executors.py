@@ -55,12 +55,17 @@ def test_a_bad_step_limit_is_refused(value: str) -> None:
 
 
 def test_the_celery_broker_url_is_read_from_the_environment_at_run_time_never_copied() -> None:
-    environ = {"INFLUX_ASSETS_EXECUTOR": "celery", "CELERY_BROKER_URL": "redis://:secret@h:6379/0"}
+    environ = {"INFLUX_ASSETS_EXECUTOR": "celery", "CELERY_BROKER_URL": "redis://:secret@h:6379/0",
+               "CELERY_RESULT_BACKEND": "redis://:secret@h:6379/1"}
     configured = executor_from_env(environ).config_schema._config_fn({})  # what Dagster resolves per run
-    assert configured["broker"] == configured["backend"] == {"env": "CELERY_BROKER_URL"}  # no backend: the broker
+    assert configured["broker"] == {"env": "CELERY_BROKER_URL"}
+    assert configured["backend"] == {"env": "CELERY_RESULT_BACKEND"}
     assert "secret" not in repr(configured)
-    environ["CELERY_RESULT_BACKEND"] = "redis://:secret@h:6379/1"
-    assert executor_from_env(environ).config_schema._config_fn({})["backend"] == {"env": "CELERY_RESULT_BACKEND"}
+
+
+def test_celery_without_a_result_backend_is_refused_as_runs_would_wait_for_ever() -> None:
+    with pytest.raises(InfluxDBConfigError, match="needs CELERY_RESULT_BACKEND too"):
+        executor_from_env({"INFLUX_ASSETS_EXECUTOR": "celery", "CELERY_BROKER_URL": "redis://h:6379/0"})
 
 
 def loaded_executors(environ: dict[str, str]) -> dict[str, str]:
@@ -82,7 +87,8 @@ def loaded_executors(environ: dict[str, str]) -> dict[str, str]:
         ({}, "in_process"),
         ({"INFLUX_ASSETS_EXECUTOR": "multiprocess"}, "multiprocess_forkserver"),
         ({"INFLUX_ASSETS_EXECUTOR": "celery", "CELERY_BROKER_URL": "redis://127.0.0.1:1/0",
-          "ARCHIVE_URL": "file:///mnt/shared/archive"}, "celery_from_env"),
+          "CELERY_RESULT_BACKEND": "redis://127.0.0.1:1/1", "ARCHIVE_URL": "file:///mnt/shared/archive"},
+         "celery_from_env"),
     ],
 )
 def test_every_job_of_the_code_location_backfills_included_gets_the_configured_executor(
@@ -108,7 +114,8 @@ def test_a_distributed_executor_with_a_local_archive_path_is_refused_with_the_fi
 
 def test_the_code_location_does_not_load_with_celery_and_the_default_local_archive(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "ARCHIVE_URL"}
-    env |= {"INFLUX_ASSETS_EXECUTOR": "celery", "CELERY_BROKER_URL": "redis://127.0.0.1:1/0", "DAGSTER_HOME": str(tmp_path)}
+    env |= {"INFLUX_ASSETS_EXECUTOR": "celery", "CELERY_BROKER_URL": "redis://127.0.0.1:1/0",
+            "CELERY_RESULT_BACKEND": "redis://127.0.0.1:1/1", "DAGSTER_HOME": str(tmp_path)}
     loaded = subprocess.run([sys.executable, "-W", "ignore", "-c", "import influx_assets.definitions"],
                             env=env, capture_output=True, text=True, check=False)
     assert loaded.returncode != 0

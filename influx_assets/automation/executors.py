@@ -14,8 +14,10 @@ config given at launch still overrides it).
   location (a fork of a warm interpreter instead of a fresh one), at most
   ``INFLUX_ASSETS_MAX_CONCURRENT`` steps at once (default: the number of CPUs).
 * ``celery``: each step a Celery task on the workers of a broker (``influx-assets[celery]``, workers
-  started with ``dagster-celery worker start``). ``CELERY_BROKER_URL`` is required (e.g.
-  ``redis://host:6379/0``); ``CELERY_RESULT_BACKEND`` defaults to the broker. The URLs are read from
+  started with ``dagster-celery worker start -A dagster_celery.app -y deploy/celery-worker.yaml``).
+  ``CELERY_BROKER_URL`` and ``CELERY_RESULT_BACKEND`` are both required (e.g. ``redis://host:6379/0``
+  and ``redis://host:6379/1``), with the same values here and on every worker: a worker without
+  ``CELERY_RESULT_BACKEND`` stores step results with ``rpc://``, which no run reads. The URLs are read from
   the environment when the run starts (``env`` config), never copied into run config, so a password
   in them does not reach the UI. Steps of one run then execute on several machines: the archive must
   be on shared storage (:mod:`influx_assets.telemetry.archive`) and every worker needs the same
@@ -67,12 +69,19 @@ def celery_executor_from_env(environ: Mapping[str, str] = os.environ) -> Executo
     """The Celery executor on the broker of ``CELERY_BROKER_URL`` (read when each run starts).
 
     Raises:
-        InfluxDBConfigError: ``CELERY_BROKER_URL`` is not set, or dagster-celery is not installed.
+        InfluxDBConfigError: ``CELERY_BROKER_URL`` or ``CELERY_RESULT_BACKEND`` is not set, or
+            dagster-celery is not installed.
     """
     if not (environ.get(BROKER_VARIABLE) or "").strip():
         raise InfluxDBConfigError(
             f"{EXECUTOR_VARIABLE}=celery needs {BROKER_VARIABLE} (e.g. redis://redis:6379/0): without it "
             "Celery would send every step to pyamqp://guest@localhost// and fail"
+        )
+    if not (environ.get(BACKEND_VARIABLE) or "").strip():
+        raise InfluxDBConfigError(
+            f"{EXECUTOR_VARIABLE}=celery needs {BACKEND_VARIABLE} too (e.g. redis://redis:6379/1), the same value "
+            "here and on every Celery worker: a worker without it stores step results with rpc://, which no run "
+            "reads, and every run waits for ever"
         )
     try:
         from dagster_celery import celery_executor
@@ -80,9 +89,8 @@ def celery_executor_from_env(environ: Mapping[str, str] = os.environ) -> Executo
         raise InfluxDBConfigError(
             f"{EXECUTOR_VARIABLE}=celery needs dagster-celery: pip install 'influx-assets[celery]'"
         ) from error
-    backend = BACKEND_VARIABLE if (environ.get(BACKEND_VARIABLE) or "").strip() else BROKER_VARIABLE
     return celery_executor.configured(
-        {"broker": {"env": BROKER_VARIABLE}, "backend": {"env": backend}, "include": PRELOAD},
+        {"broker": {"env": BROKER_VARIABLE}, "backend": {"env": BACKEND_VARIABLE}, "include": PRELOAD},
         name="celery_from_env",
     )
 
