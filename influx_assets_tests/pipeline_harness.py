@@ -6,33 +6,49 @@ Shared by the end-to-end, pipeline-fault and run-recovery tests:
 * :func:`window_contents` reads every stage's window back through the independent InfluxQL oracle
   and reduces it to a point count and a content fingerprint (:mod:`influx_assets.telemetry.fingerprint`);
 * :func:`clean_reference` is what a run without any fault stores for a simulation: the same raw
-  points processed into a fresh database. Fault tests compare against it window by window.
+  points processed into a fresh database. Fault tests compare against it window by window;
+* :func:`write_dagster_home` writes a ``DAGSTER_HOME`` from one of the repository's instance configs
+  (``dagster.yaml``, ``deploy/dagster.postgres.yaml``) with a test's overrides merged in;
+  :func:`open_instance`, :func:`location_env` and :class:`Daemon` open its instance, give a subprocess
+  the code location's environment, and run ``dagster-daemon`` on it.
 
 The module also holds ``harness_defs``, a code location for subprocess tests (``dagster-daemon``,
 ``dagster job launch``): the pipeline's assets, checks, hourly job and resources, without the
-schedules and sensors of ``influx_assets.definitions``, which would launch runs of their own.
+schedules and sensors of ``influx_assets.definitions``, which would launch runs of their own; and
+``daemon_defs``, the same plus the late-data sensor, executing every step in its run's process
+(runs launched by a backfill or a sensor get no run config to ask for that).
 """
 
+import os
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
+import yaml
 from dagster import (
     AssetSelection,
     DagsterEventType,
     DagsterInstance,
+    DagsterRun,
     Definitions,
     ExecuteInProcessResult,
+    in_process_executor,
     materialize,
 )
+from dagster._core.instance.ref import InstanceRef  # the public way to open an instance from a dir
 
 from influx_assets.devtools.feed import write_simulation
 from influx_assets.telemetry.fingerprint import frame_fingerprint
 from influx_assets.influxdb import InfluxDBResource
 from influx_assets.telemetry import ColdStorage, hourly_assets, pipeline_assets, pipeline_checks
 from influx_assets.resources import influxdb_from_env, resources_for
-from influx_assets.automation.schedules import hourly_pipeline_job
+from influx_assets.automation.late_data import late_data_sensor
+from influx_assets.automation.schedules import daily_pipeline_job, hourly_pipeline_job
 from influx_assets.devtools.simulate import Simulation, SimulationConfig, simulate
 from influx_assets_tests.fault_proxy import SeenRequest
 from influx_assets_tests.influxql_oracle import InfluxQLOracle
@@ -46,6 +62,11 @@ HOURLY_MEASUREMENTS = (
     "telemetry_sliding_15m",
 )
 HOUR = pd.Timedelta(hours=1)
+REPO_ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+#: The repository's instance configs: SQLite (the scripts' default) and PostgreSQL.
+REPO_CONFIG = REPO_ROOT / "dagster.yaml"
+POSTGRES_CONFIG = REPO_ROOT / "deploy" / "dagster.postgres.yaml"
 
 harness_defs = Definitions(
     assets=pipeline_assets,
@@ -53,6 +74,97 @@ harness_defs = Definitions(
     jobs=[hourly_pipeline_job],
     resources=resources_for(influxdb_from_env, ColdStorage()),
 )
+daemon_defs = Definitions(
+    assets=pipeline_assets,
+    asset_checks=pipeline_checks,
+    jobs=[hourly_pipeline_job, daily_pipeline_job],
+    sensors=[late_data_sensor],
+    resources=resources_for(influxdb_from_env, ColdStorage()),
+    executor=in_process_executor,
+)
+
+
+def write_dagster_home(root: Path, base_config: Path, overrides: Mapping[str, object] | None = None) -> Path:
+    """A ``DAGSTER_HOME`` at ``root`` whose ``dagster.yaml`` is ``base_config`` with ``overrides`` merged in.
+
+    A mapping override updates the base's section key by key (``{"run_monitoring": {...}}`` keeps the
+    section's other settings); any other value replaces the section.
+    """
+    config = yaml.safe_load(base_config.read_text())
+    for key, value in (overrides or {}).items():
+        config[key] = {**config.get(key, {}), **value} if isinstance(value, dict) else value
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "dagster.yaml").write_text(yaml.safe_dump(config))
+    return root
+
+
+def open_instance(home: Path) -> DagsterInstance:
+    """The instance of ``home``, with its storage created (so that subprocesses do not race to do it)."""
+    instance = DagsterInstance.from_ref(InstanceRef.from_dir(str(home)))
+    instance.get_runs(limit=1)
+    return instance
+
+
+def location_env(home: Path, url: str, database: str, **extra: str) -> dict[str, str]:
+    """Environment of a process serving the code location against ``url``/``database`` (plus ``extra``)."""
+    return {
+        **os.environ, "DAGSTER_HOME": str(home), "INFLUXDB_URL": url, "INFLUXDB_DATABASE": database,
+        "INFLUXDB_API": "v1", "PYTHONPATH": str(REPO_ROOT), **extra,
+    }
+
+
+def wait_for(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.2) -> object:
+    """Poll ``predicate`` until it returns something true, and return that; ``TimeoutError`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"gave up after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+    return value
+
+
+def engine_messages(instance: DagsterInstance, run_id: str) -> list[str]:
+    """The engine events' messages of a run, oldest first."""
+    return [
+        e.user_message or e.dagster_event.message or ""
+        for e in instance.all_logs(run_id, of_type=DagsterEventType.ENGINE_EVENT)
+    ]
+
+
+def finished_run(instance: DagsterInstance, run_id: str) -> DagsterRun | None:
+    """The run once it has finished (success, failure or canceled), else ``None``."""
+    run = instance.get_run_by_id(run_id)
+    return run if run is not None and run.is_finished else None
+
+
+HARNESS_LOCATION = ("-m", "influx_assets_tests.pipeline_harness", "-a", "harness_defs")
+DAEMON_LOCATION = ("-m", "influx_assets_tests.pipeline_harness", "-a", "daemon_defs")
+
+
+class Daemon:
+    """``dagster-daemon run`` on a code location (the harness's by default), in its own process group."""
+
+    def __init__(self, home: Path, env: Mapping[str, str], location: Sequence[str] = HARNESS_LOCATION) -> None:
+        self.log = home / "daemon.log"
+        with self.log.open("wb") as log:
+            self.process = subprocess.Popen(
+                [str(BIN / "dagster-daemon"), "run", *location], cwd=REPO_ROOT, env=dict(env),
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+
+    def tail(self, chars: int = 4000) -> str:
+        """The end of the daemon's log (for failure messages)."""
+        return self.log.read_text(errors="replace")[-chars:]
+
+    def stop(self) -> None:
+        """TERM the daemon's process group (KILL after 30 s)."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, 15)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, 9)
+                self.process.wait(timeout=10)
 
 
 def keys_of(assets: Iterable) -> list:

@@ -10,11 +10,15 @@
 
 Stored content is compared per window (point count + fingerprint, read through the independent
 InfluxQL oracle) with a fault-free run of the same raw points into another database.
+
+The Dagster-instance scenarios run on both instance storages (``instance_home``): the repository's
+``dagster.yaml`` (SQLite) and ``deploy/dagster.postgres.yaml`` on a private PostgreSQL cluster
+(:mod:`influx_assets_tests.postgres_server`); what is PostgreSQL's alone is in
+``test_postgres_instance.py``.
 """
 
 import os
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -22,9 +26,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pytest
-import yaml
-from dagster import AssetKey, DagsterEventType, DagsterInstance, DagsterRun
-from dagster._core.instance.ref import InstanceRef  # the public way to open an instance from a dir
+from dagster import AssetKey, DagsterInstance, DagsterRun
 
 from influx_assets.devtools.feed import write_simulation
 from influx_assets.influxdb import InfluxDBResource
@@ -36,23 +38,35 @@ from influx_assets.devtools.simulate import Simulation
 from influx_assets_tests.fault_proxy import Fault, FaultProxy
 from influx_assets_tests.influxql_oracle import InfluxQLOracle
 from influx_assets_tests.pipeline_harness import (
+    BIN,
+    HARNESS_LOCATION,
     HOURLY_MEASUREMENTS,
+    REPO_CONFIG,
+    REPO_ROOT,
+    Daemon,
     clean_reference,
     deleting,
+    engine_messages,
+    finished_run,
     hour_keys,
     keys_of,
+    location_env,
+    open_instance,
     probing,
     run_stages,
     small_simulation,
+    wait_for,
     window_contents,
+    write_dagster_home,
 )
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
 STAGES = ",".join(key.to_user_string() for key in keys_of(hourly_assets))
 VALIDATE_POOL = writer_pool("validate_telemetry")
-#: Run config executing every step in the run's own process (a subprocess per step costs seconds each).
+#: Run config executing every step in the run's own process (a subprocess per step costs seconds each),
+#: for the harness location's default executor (influx_assets.definitions' comes from INFLUX_ASSETS_EXECUTOR).
 IN_PROCESS = '{"execution": {"config": {"in_process": {}}}}'
+
+pytest_plugins = ["influx_assets_tests.postgres_server"]
 
 
 @pytest.fixture(scope="module")
@@ -62,43 +76,22 @@ def simulation() -> Simulation:
 
 def dagster_home(root: Path, overrides: Mapping[str, object] | None = None) -> Path:
     """A ``DAGSTER_HOME`` whose ``dagster.yaml`` is the repository's, with ``overrides`` merged in."""
-    config = yaml.safe_load((REPO_ROOT / "dagster.yaml").read_text())
-    for key, value in (overrides or {}).items():
-        config[key] = {**config.get(key, {}), **value} if isinstance(value, dict) else value
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "dagster.yaml").write_text(yaml.safe_dump(config))
-    return root
+    return write_dagster_home(root, REPO_CONFIG, overrides)
 
 
-def open_instance(home: Path) -> DagsterInstance:
-    """The instance of ``home``, with its storage created (so that subprocesses do not race to do it)."""
-    instance = DagsterInstance.from_ref(InstanceRef.from_dir(str(home)))
-    instance.get_runs(limit=1)
-    return instance
+InstanceHome = Callable[..., Path]
 
 
-def location_env(home: Path, url: str, database: str) -> dict[str, str]:
-    """Environment of a process serving the code location against ``url``/``database``."""
-    return {
-        **os.environ, "DAGSTER_HOME": str(home), "INFLUXDB_URL": url, "INFLUXDB_DATABASE": database,
-        "INFLUXDB_API": "v1", "PYTHONPATH": str(REPO_ROOT),
-    }
+@pytest.fixture(params=["sqlite", "postgres"])
+def instance_home(request: pytest.FixtureRequest, tmp_path: Path) -> InstanceHome:
+    """``make(root, overrides=None)``: the test's ``DAGSTER_HOME`` on each instance storage.
 
-
-def wait_for(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.2) -> object:
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"gave up after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
-    return value
-
-
-def engine_messages(instance: DagsterInstance, run_id: str) -> list[str]:
-    return [
-        e.user_message or e.dagster_event.message or ""
-        for e in instance.all_logs(run_id, of_type=DagsterEventType.ENGINE_EVENT)
-    ]
+    ``sqlite``: the repository's ``dagster.yaml``; ``postgres``: ``deploy/dagster.postgres.yaml`` on a
+    fresh database of the session's PostgreSQL cluster (started only when a test asks for it).
+    """
+    if request.param == "postgres":
+        return request.getfixturevalue("postgres_home")
+    return lambda root=None, overrides=None: dagster_home(root or tmp_path / "home", overrides)
 
 
 # --- 3. two runs of one window at once ---------------------------------------------------------
@@ -124,8 +117,8 @@ def test_every_writer_stage_declares_a_pool_and_dagster_yaml_limits_pools_to_one
     assert instance.run_retries_enabled and instance.run_retries_max_retries >= 1
 
 
-def test_writer_pools_are_created_up_front_once_and_an_operators_limit_stays(tmp_path: Path) -> None:
-    instance = open_instance(dagster_home(tmp_path / "home"))
+def test_writer_pools_are_created_up_front_once_and_an_operators_limit_stays(instance_home: InstanceHome) -> None:
+    instance = open_instance(instance_home())
     storage = instance.event_log_storage
     created = initialize_writer_pools(instance)
     assert created == writer_pools() and VALIDATE_POOL in created
@@ -178,12 +171,13 @@ class FirstWriterHold:
 
 
 def test_two_runs_launched_together_on_one_window_leave_one_correct_copy(
-    influx_url: str, influxdb: InfluxDBResource, oracle: InfluxQLOracle, simulation: Simulation, tmp_path: Path
+    influx_url: str, influxdb: InfluxDBResource, oracle: InfluxQLOracle, simulation: Simulation,
+    instance_home: InstanceHome,
 ) -> None:
     key = hour_keys(simulation)[0]
     reference = {k: v for k, v in clean_reference(influx_url, simulation).items() if k[1] == key}
     write_simulation(simulation, influxdb)
-    home = dagster_home(tmp_path / "home")
+    home = instance_home()
     instance = open_instance(home)
     # as scripts/demo.sh does: create the pools before two runs can race to create them (on SQLite,
     # Dagster's lazy creation can give a limit-1 pool two slots when both arrive at the same instant)
@@ -196,10 +190,11 @@ def test_two_runs_launched_together_on_one_window_leave_one_correct_copy(
         for run, proxy in proxies.items():
             proxy.inject(Fault.pass_through(after_forward=hold(run)), where=probing("validated_telemetry"))
         command = [str(BIN / "dagster"), "asset", "materialize", "-m", "influx_assets.definitions",
-                   "--select", STAGES, "--partition", key, "--config-json", IN_PROCESS]
+                   "--select", STAGES, "--partition", key]
         processes = {
             run: subprocess.Popen(
-                command, cwd=REPO_ROOT, env=location_env(home, proxy.url, influxdb.database),
+                command, cwd=REPO_ROOT,
+                env=location_env(home, proxy.url, influxdb.database, INFLUX_ASSETS_EXECUTOR="in_process"),
                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             )
             for run, proxy in proxies.items()
@@ -282,31 +277,6 @@ FAST_DAEMON = {
         "config": {"dequeue_interval_seconds": 1},
     },
 }
-HARNESS_LOCATION = ["-m", "influx_assets_tests.pipeline_harness", "-a", "harness_defs"]
-
-
-class Daemon:
-    """``dagster-daemon run`` on the harness code location, in its own process group."""
-
-    def __init__(self, home: Path, env: Mapping[str, str]) -> None:
-        self.log = home / "daemon.log"
-        with self.log.open("wb") as log:
-            self.process = subprocess.Popen(
-                [str(BIN / "dagster-daemon"), "run", *HARNESS_LOCATION], cwd=REPO_ROOT, env=dict(env),
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            )
-
-    def tail(self, chars: int = 4000) -> str:
-        return self.log.read_text(errors="replace")[-chars:]
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, 15)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, 9)
-                self.process.wait(timeout=10)
 
 
 def run_worker_pid(instance: DagsterInstance, run_id: str) -> int | None:
@@ -318,12 +288,13 @@ def run_worker_pid(instance: DagsterInstance, run_id: str) -> int | None:
 
 
 def test_a_run_worker_killed_mid_step_is_failed_and_retried_by_the_daemon_to_a_correct_window(
-    influx_url: str, influxdb: InfluxDBResource, oracle: InfluxQLOracle, simulation: Simulation, tmp_path: Path
+    influx_url: str, influxdb: InfluxDBResource, oracle: InfluxQLOracle, simulation: Simulation,
+    instance_home: InstanceHome,
 ) -> None:
     key = hour_keys(simulation)[0]
     reference = {k: v for k, v in clean_reference(influx_url, simulation).items() if k[1] == key}
     write_simulation(simulation, influxdb)
-    home = dagster_home(tmp_path / "home", FAST_DAEMON)
+    home = instance_home(overrides=FAST_DAEMON)
     instance = open_instance(home)
     run_id = str(uuid.uuid4())
     with FaultProxy(influx_url) as proxy:
@@ -344,9 +315,9 @@ def test_a_run_worker_killed_mid_step_is_failed_and_retried_by_the_daemon_to_a_c
             assert pid is not None and "STEP_START" in events and "STEP_SUCCESS" not in events  # mid-step
             os.kill(pid, 9)
 
-            failed = wait_for(lambda: _finished(instance, run_id), 60, f"run {run_id} to be marked failed")
+            failed = wait_for(lambda: finished_run(instance, run_id), 60, f"run {run_id} to be marked failed")
             retry = wait_for(lambda: _child_run(instance, run_id), 90, "the daemon's retry run")
-            done = wait_for(lambda: _finished(instance, retry.run_id), 90, "the retry run to finish")
+            done = wait_for(lambda: finished_run(instance, retry.run_id), 90, "the retry run to finish")
         except Exception as error:
             raise AssertionError(f"{error}\n--- daemon log ---\n{daemon.tail()}") from error
         finally:
@@ -365,11 +336,6 @@ def test_a_run_worker_killed_mid_step_is_failed_and_retried_by_the_daemon_to_a_c
 
 def _event_types(instance: DagsterInstance, run_id: str) -> set[str]:
     return {e.dagster_event.event_type_value for e in instance.all_logs(run_id) if e.dagster_event}
-
-
-def _finished(instance: DagsterInstance, run_id: str) -> DagsterRun | None:
-    run = instance.get_run_by_id(run_id)
-    return run if run is not None and run.is_finished else None
 
 
 def _child_run(instance: DagsterInstance, run_id: str) -> DagsterRun | None:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Idempotent setup: Debian packages (influxdb server, chromium for the UI test), a virtualenv in
-# .venv with this project installed. Safe to run any number of times; a second run installs nothing.
+# Idempotent setup: Debian packages (influxdb server, chromium for the UI test, Node.js, postgresql and
+# redis-server for the tests), a virtualenv in .venv with this project installed. Safe to run any
+# number of times; a second run installs nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,13 +16,24 @@ fi
 if [ "${INFLUX_ASSETS_FOR_TESTS:-0}" = "1" ] && ! command -v npm >/dev/null 2>&1; then
   need_apt+=(nodejs npm)  # the real Flux parser (WebAssembly) that checks generated Flux runs under Node.js
 fi
+# The tests run Dagster instances on a private PostgreSQL cluster (influx_assets_tests/postgres_server.py).
+# Debian keeps initdb off PATH, in /usr/lib/postgresql/<version>/bin.
+if [ "${INFLUX_ASSETS_FOR_TESTS:-0}" = "1" ] && ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then
+  need_apt+=(postgresql)
+fi
+# ... and a private Redis as the Celery broker of the distributed-executor tests (influx_assets_tests/redis_server.py).
+if [ "${INFLUX_ASSETS_FOR_TESTS:-0}" = "1" ] && ! command -v redis-server >/dev/null 2>&1; then
+  need_apt+=(redis-server)
+fi
 if [ "${#need_apt[@]}" -gt 0 ]; then
   echo "setup: installing Debian packages: ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
-  # Debian's package may start a system service on :8086; we run our own server, so stop it.
-  if command -v service >/dev/null 2>&1; then $SUDO service influxdb stop >/dev/null 2>&1 || true; fi
+  # Debian's packages may start system services (:8086, :5432, :6379); the tests run their own servers, so stop them.
+  if command -v service >/dev/null 2>&1; then
+    for service in influxdb postgresql redis-server; do $SUDO service "$service" stop >/dev/null 2>&1 || true; done
+  fi
 fi
 
 PYTHON="${PYTHON:-python3}"
