@@ -267,9 +267,9 @@ def test_two_unpooled_runs_rewriting_every_stage_window_in_lockstep_leave_one_co
 
 # --- 4. a run worker SIGKILLed in the middle of a step, under dagster-daemon ----------------------
 
-#: Merged into the repository's dagster.yaml: monitor, free a dead run's pool slots and dequeue every
-#: second (the repo's other settings are kept, ``run_retries`` with ``retry_on_asset_or_op_failure:
-#: false`` included).
+#: Merged into the instance config (dagster.yaml or deploy/dagster.postgres.yaml): monitor, free a dead
+#: run's pool slots and dequeue every second (the config's other settings are kept, ``run_retries``
+#: with ``retry_on_asset_or_op_failure: false`` included).
 FAST_DAEMON = {
     "run_monitoring": {"poll_interval_seconds": 1, "free_slots_after_run_end_seconds": 1},
     "run_coordinator": {
