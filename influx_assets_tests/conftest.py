@@ -18,6 +18,7 @@ import pytest
 from influx_assets.influxdb import InfluxDBResource
 from influx_assets.devtools.local_server import InfluxdNotInstalledError, LocalInfluxd
 from influx_assets_tests.influxql_oracle import InfluxQLOracle
+from influx_assets_tests.real_servers import start_or_fail_in_ci
 
 
 @pytest.fixture(scope="session")
@@ -26,12 +27,7 @@ def influx_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalInf
     if os.environ.get("INFLUXDB_URL"):
         yield None
         return
-    try:
-        server = LocalInfluxd(tmp_path_factory.mktemp("influxd")).start()
-    except InfluxdNotInstalledError as error:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"CI=true but the real server is missing: {error}")
-        pytest.skip(str(error))
+    server = start_or_fail_in_ci(lambda: LocalInfluxd(tmp_path_factory.mktemp("influxd")).start(), InfluxdNotInstalledError)
     yield server
     server.stop()
 

@@ -30,6 +30,7 @@ from pathlib import Path
 import pytest
 
 from influx_assets_tests.pipeline_harness import POSTGRES_CONFIG, write_dagster_home
+from influx_assets_tests.real_servers import start_or_fail_in_ci
 
 #: The cluster's superuser role (trust authentication: no password).
 SUPERUSER = "postgres"
@@ -187,12 +188,7 @@ class LocalPostgres:
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[LocalPostgres]:
     """The session's own PostgreSQL cluster."""
-    try:
-        server = LocalPostgres().start()
-    except PostgresNotInstalledError as error:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"CI=true but the real server is missing: {error}")
-        pytest.skip(str(error))
+    server = start_or_fail_in_ci(lambda: LocalPostgres().start(), PostgresNotInstalledError)
     yield server
     server.stop()
 

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from influx_assets.devtools.local_server import free_port
+from influx_assets_tests.real_servers import start_or_fail_in_ci
 
 
 class RedisNotInstalledError(RuntimeError):
@@ -123,11 +124,6 @@ class LocalRedis:
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[LocalRedis]:
     """The session's own Redis."""
-    try:
-        server = LocalRedis().start()
-    except RedisNotInstalledError as error:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"CI=true but the real server is missing: {error}")
-        pytest.skip(str(error))
+    server = start_or_fail_in_ci(lambda: LocalRedis().start(), RedisNotInstalledError)
     yield server
     server.stop()

@@ -1,0 +1,19 @@
+"""Starting the real servers the tests need: a missing one fails under ``CI=true`` and skips elsewhere."""
+
+import os
+from collections.abc import Callable
+from typing import TypeVar
+
+import pytest
+
+Server = TypeVar("Server")
+
+
+def start_or_fail_in_ci(start: Callable[[], Server], missing: type[Exception]) -> Server:
+    """``start()``; when it raises ``missing`` (the server is not installed): fail under CI, else skip."""
+    try:
+        return start()
+    except missing as error:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true but the real server is missing: {error}")
+        pytest.skip(str(error))
