@@ -52,13 +52,16 @@ def _run_parts(instance: DagsterInstance, run_id: str) -> dict[str, float]:
     record = instance.get_run_record_by_id(run_id)
     assert record is not None and record.end_time is not None and record.start_time is not None
     created = record.create_timestamp.timestamp()
-    dequeued = next(
-        (e.timestamp for e in instance.all_logs(run_id, of_type=DagsterEventType.RUN_DEQUEUED)), created
+    # the daemon takes the run off the queue and marks it STARTING when it launches its run worker
+    starting = next(
+        (e.timestamp for e in instance.all_logs(run_id, of_type=DagsterEventType.RUN_STARTING)), None
     )
+    if starting is None:
+        raise RuntimeError(f"P7: run {run_id} has no RUN_STARTING event: was it launched by the daemon?")
     return {
         "total": record.end_time - created,
-        "queued": dequeued - created,
-        "worker_start": record.start_time - dequeued,
+        "queued": starting - created,
+        "worker_start": record.start_time - starting,
         "execution": record.end_time - record.start_time,
     }
 

@@ -242,7 +242,11 @@ def test_the_helm_instance_is_postgres_queued_and_mirrors_the_repositorys_dagste
     assert values["postgresql"]["enabled"] is False and values["postgresql"]["postgresqlHost"]
     assert values["postgresql"]["postgresqlScheme"] == "postgresql+psycopg2"  # see DESIGN.md
     daemon = values["dagsterDaemon"]
-    assert daemon["runCoordinator"] == {"enabled": True, "type": "QueuedRunCoordinator"}
+    coordinator = daemon["runCoordinator"]
+    assert (coordinator["enabled"], coordinator["type"]) == (True, "QueuedRunCoordinator")
+    assert instance["run_coordinator"]["class"] == "QueuedRunCoordinator"
+    queued = coordinator["config"]["queuedRunCoordinator"]
+    assert snake_keys(queued) == instance["run_coordinator"]["config"]
     assert snake_keys(daemon["runRetries"]) == instance["run_retries"]
     assert snake_keys(daemon["runMonitoring"]) == instance["run_monitoring"]
     concurrency = values["concurrency"]

@@ -68,7 +68,7 @@ if TYPE_CHECKING:  # imported at run time by pytest_plugins only, so that pytest
 pytest_plugins = ["influx_assets_tests.postgres_server"]
 
 #: Sections deploy/dagster.postgres.yaml sets on its own; every other section equals dagster.yaml's.
-POSTGRES_ONLY = {"storage", "run_coordinator"}
+POSTGRES_ONLY = {"storage"}
 #: Merged into the instance config: dequeue, monitor and free slots every second (the rest is kept).
 FAST_DAEMON = {
     "run_monitoring": {"poll_interval_seconds": 1, "free_slots_after_run_end_seconds": 1},

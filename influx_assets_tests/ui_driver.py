@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import yaml
 from websockets.sync.client import ClientConnection, connect
 
 from influx_assets.devtools.local_server import free_port
@@ -33,12 +34,8 @@ CHROMIUM_FLAGS = (
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
     "--disable-dev-shm-usage", "--hide-scrollbars", "--mute-audio",
 )
-#: Appended to the repo's dagster.yaml: the webserver launches runs itself, no daemon needed.
-RUN_IN_WEBSERVER = """
-run_coordinator:
-  module: dagster._core.run_coordinator
-  class: DefaultRunCoordinator
-"""
+#: Replaces the repo's run coordinator: the webserver launches runs itself, no daemon needed.
+RUN_IN_WEBSERVER = {"module": "dagster._core.run_coordinator", "class": "DefaultRunCoordinator"}
 
 
 def chromium_binary() -> str | None:
@@ -73,8 +70,8 @@ class DagsterWebserver:
     def start(self, timeout: float = 90.0) -> DagsterWebserver:
         """Write the instance config, start the server, wait until ``/server_info`` answers."""
         self.home.mkdir(parents=True, exist_ok=True)
-        config = (REPO_ROOT / "dagster.yaml").read_text() + RUN_IN_WEBSERVER
-        (self.home / "dagster.yaml").write_text(config)
+        config = yaml.safe_load((REPO_ROOT / "dagster.yaml").read_text()) | {"run_coordinator": RUN_IN_WEBSERVER}
+        (self.home / "dagster.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
         env = {**self.env, "DAGSTER_HOME": str(self.home)}
         command = [
             str(Path(sys.executable).with_name("dagster-webserver")),
