@@ -25,7 +25,6 @@ from collections.abc import Iterable
 from dagster import (
     AssetKey,
     AssetRecordsFilter,
-    DagsterEventType,
     DagsterInstance,
     DefaultSensorStatus,
     EventLogRecord,
@@ -36,6 +35,7 @@ from dagster import (
 )
 
 from influx_assets.automation.schedules import automation_running, hourly_pipeline_job
+from influx_assets.telemetry.checks import latest_materializations
 from influx_assets.telemetry.keys import TELEMETRY_5M, TELEMETRY_SLIDING_15M
 from influx_assets.telemetry.lookback import lookback_matches, next_hour_key, previous_hour_key
 
@@ -85,26 +85,14 @@ def windows_to_verify(records: Iterable[EventLogRecord]) -> set[str]:
     return windows
 
 
-def _latest(instance: DagsterInstance, key: AssetKey, partitions: set[str]) -> dict[str, EventLogRecord]:
-    if not partitions:
-        return {}  # an empty partition filter is no filter at all: every partition's latest
-    ids = instance.get_latest_storage_id_by_partition(key, DagsterEventType.ASSET_MATERIALIZATION, partitions)
-    if not ids:
-        return {}
-    records = instance.fetch_materializations(
-        AssetRecordsFilter(asset_key=key, storage_ids=list(ids.values())), limit=len(ids)
-    ).records
-    return {str(r.partition_key): r for r in records}
-
-
 def stale_windows(instance: DagsterInstance, windows: set[str]) -> list[tuple[str, EventLogRecord, EventLogRecord]]:
     """Materialized sliding windows that do not match the latest ``telemetry_5m`` of their previous hour.
 
     Returns ``(window, sliding record, previous hour's record)`` in window order.
     """
     previous = {w: p for w in windows if (p := previous_hour_key(w)) is not None}
-    sliding = _latest(instance, TELEMETRY_SLIDING_15M, set(previous))
-    upstream = _latest(instance, TELEMETRY_5M, set(previous.values()))
+    sliding = latest_materializations(instance, TELEMETRY_SLIDING_15M, set(previous))
+    upstream = latest_materializations(instance, TELEMETRY_5M, set(previous.values()))
     stale = []
     for window in sorted(sliding):
         before = upstream.get(previous[window])
@@ -136,14 +124,15 @@ def lookback_sensor(context: SensorEvaluationContext) -> SensorResult:
     """Request the sliding windows whose previous hour changed since they were computed; log why."""
     after = int(context.cursor) if context.cursor else None
     records, cursor = handled_records(context.instance, after)
-    stale = stale_windows(context.instance, windows_to_verify(records))
+    windows = windows_to_verify(records)
+    stale = stale_windows(context.instance, windows)
     for window, _, previous in stale:
         context.log.info(
             f"telemetry_sliding_15m {window} was computed from another telemetry_5m {previous.partition_key} "
             f"than the one materialized now (run {previous.run_id[:8]}); requesting it again"
         )
     if records and not stale:
-        context.log.info(f"verified {len(windows_to_verify(records))} sliding window(s): each read its previous hour as it is now")
+        context.log.info(f"verified {len(windows)} sliding window(s): each read its previous hour as it is now")
     return SensorResult(
         run_requests=[lookback_request(*entry) for entry in stale],
         cursor=str(cursor) if cursor is not None else None,

@@ -8,7 +8,7 @@ run of 24 hours records 24 evaluations, each on its own partition, so the UI sho
 verdict and numbers. Blocking checks stop downstream stages of the run when any window fails.
 """
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -45,23 +45,35 @@ def check_windows(context: AssetCheckExecutionContext) -> list[Window]:
     return run_windows(context, context.check_specs[0].partitions_def)
 
 
+def latest_materializations(
+    instance: DagsterInstance, asset_key: AssetKey, partitions: Iterable[str]
+) -> dict[str, EventLogRecord]:
+    """The latest materialization record of each of ``partitions`` (two indexed lookups in all).
+
+    Partitions never materialized are absent. No partitions give ``{}``: Dagster reads an empty
+    partition filter as no filter (every partition's latest).
+    """
+    wanted = set(partitions)
+    if not wanted:
+        return {}
+    ids = instance.get_latest_storage_id_by_partition(asset_key, DagsterEventType.ASSET_MATERIALIZATION, wanted)
+    if not ids:
+        return {}
+    records = instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=asset_key, storage_ids=list(ids.values())), limit=len(ids)
+    ).records
+    return {str(r.partition_key): r for r in records}
+
+
 def window_materializations(
     context: AssetCheckExecutionContext, asset_key: AssetKey, windows: Sequence[Window]
 ) -> dict[str, EventLogRecord]:
-    """The latest materialization of each window of ``asset_key`` (two indexed lookups in all).
+    """The latest materialization of each window of ``asset_key`` (:func:`latest_materializations`).
 
     In a run that materialized the asset that is this run's materialization — unless another run
     materialized the partition since, whose claim is then the one the stored window must match.
     """
-    ids = context.instance.get_latest_storage_id_by_partition(
-        asset_key, DagsterEventType.ASSET_MATERIALIZATION, {w.key for w in windows}
-    )
-    if not ids:
-        return {}
-    records = context.instance.fetch_materializations(
-        AssetRecordsFilter(asset_key=asset_key, storage_ids=list(ids.values())), limit=len(ids)
-    ).records
-    return {str(r.partition_key): r for r in records}
+    return latest_materializations(context.instance, asset_key, (w.key for w in windows))
 
 
 def metadata_of(record: EventLogRecord | None) -> dict | None:
@@ -83,7 +95,7 @@ def window_results(
     """
     spec = context.check_specs[0]
     if materialized is None:
-        materialized = window_materializations(context, spec.asset_key, [Window(k, pd.NaT, pd.NaT) for k in results])
+        materialized = latest_materializations(context.instance, spec.asset_key, results)
     for key, result in results.items():
         record = materialized.get(key)
         target = None if record is None else AssetCheckEvaluationTargetMaterializationData(

@@ -28,12 +28,19 @@ from dagster import (
     asset_check,
 )
 
-from influx_assets.telemetry.checks import CheckOutput, check_windows, each_window, metadata_of, window_materializations
+from influx_assets.telemetry.checks import (
+    CheckOutput,
+    check_windows,
+    each_window,
+    latest_materializations,
+    metadata_of,
+    window_materializations,
+)
 from influx_assets.telemetry.keys import FINGERPRINT, LOOKBACK_FINGERPRINT, LOOKBACK_ROWS, ROWS_OUT, TELEMETRY_5M, TELEMETRY_SLIDING_15M
 from influx_assets.telemetry.partitions import hourly_windows
 from influx_assets.telemetry.sliding import LOOKBACK
 from influx_assets.telemetry.stage import STAGE_RETRY
-from influx_assets.telemetry.windows import Window, windows_for
+from influx_assets.telemetry.windows import Window
 
 
 def previous_hour_key(key: str) -> str | None:
@@ -117,5 +124,5 @@ def lookback_is_current(context: AssetCheckExecutionContext) -> CheckOutput:
     windows = check_windows(context)
     sliding = window_materializations(context, TELEMETRY_SLIDING_15M, windows)
     previous = [key for key in (previous_hour_key(w.key) for w in windows) if key is not None]
-    upstream = window_materializations(context, TELEMETRY_5M, windows_for(hourly_windows, previous)) if previous else {}
+    upstream = latest_materializations(context.instance, TELEMETRY_5M, previous)
     yield from each_window(context, lambda window: lookback_verdict(window, sliding, upstream), sliding)
