@@ -299,6 +299,11 @@ def clean_reference(url: str, simulation: Simulation) -> dict[tuple[str, str], W
     return contents
 
 
+def clean_window_reference(url: str, simulation: Simulation, key: str) -> dict[tuple[str, str], WindowContent]:
+    """:func:`clean_reference` of one window only (``(measurement, key) -> WindowContent``)."""
+    return {k: v for k, v in clean_reference(url, simulation).items() if k[1] == key}
+
+
 def deleting(measurement: str) -> Callable[[SeenRequest], bool]:
     """Fault-proxy predicate: the InfluxQL ``DELETE`` of a window of ``measurement``."""
     marker = f'DELETE FROM "{measurement}"'

@@ -66,6 +66,7 @@ from influx_assets_tests.pipeline_harness import (
     REPO_ROOT,
     WindowContent,
     clean_reference,
+    clean_window_reference,
     finished_run,
     hour_keys,
     location_env,
@@ -225,7 +226,7 @@ def test_a_step_process_killed_mid_step_fails_the_run_and_its_retry_rewrites_the
     celery_env: CeleryEnv,
 ) -> None:
     key = hour_keys(simulation)[0]
-    reference = {k: v for k, v in clean_reference(influx_url, simulation).items() if k[1] == key}
+    reference = clean_window_reference(influx_url, simulation, key)
     write_simulation(simulation, influxdb)
     with FaultProxy(influx_url) as proxy:
         env = celery_env(proxy.url, influxdb.database)
@@ -271,7 +272,7 @@ def test_a_whole_worker_lost_mid_step_hands_its_step_to_the_other_worker_in_the_
     celery_env: CeleryEnv, tmp_path: Path,
 ) -> None:
     key = hour_keys(simulation)[0]
-    reference = {k: v for k, v in clean_reference(influx_url, simulation).items() if k[1] == key}
+    reference = clean_window_reference(influx_url, simulation, key)
     write_simulation(simulation, influxdb)
     # deploy/celery-worker.yaml with a visibility timeout the test can wait for (and a sweep every second)
     config = yaml.safe_load(WORKER_CONFIG.read_text())

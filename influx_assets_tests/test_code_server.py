@@ -41,6 +41,7 @@ from dagster._grpc.client import DagsterGrpcClient  # the client the chart's rea
 from influx_assets.devtools.local_server import free_port
 from influx_assets.telemetry.partitions import pipeline_start
 from influx_assets_tests.influxql_oracle import InfluxQLOracle
+from influx_assets_tests.real_servers import missing_under_ci
 from influx_assets_tests.test_run_recovery import FAST_DAEMON, dagster_home
 from influx_assets_tests.ui_driver import DagsterDaemon, DagsterWebserver, stop_process_group, wait_until
 
@@ -64,10 +65,7 @@ def required_binary(name: str) -> Path:
     """``name`` from this virtualenv's bin directory; a missing one fails under ``CI=true``, else skips."""
     path = BIN / name
     if not path.exists():
-        message = f"{path} is missing: run scripts/setup.sh"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"CI=true but {message}")
-        pytest.skip(message)
+        missing_under_ci(f"{path} is missing: run scripts/setup.sh")
     return path
 
 

@@ -16,7 +16,6 @@ import urllib.request
 from pathlib import Path
 
 import pandas as pd
-import pytest
 
 from dagster import AssetKey, AssetMaterialization, DagsterEventType, DagsterInstance, DagsterRunStatus
 from dagster._core.test_utils import create_run_for_test

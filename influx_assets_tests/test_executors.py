@@ -23,7 +23,7 @@ from influx_assets.devtools.feed import write_simulation
 from influx_assets.devtools.simulate import Simulation
 from influx_assets.influxdb import InfluxDBConfigError, InfluxDBResource
 from influx_assets_tests.influxql_oracle import InfluxQLOracle
-from influx_assets_tests.pipeline_harness import clean_reference, hour_keys, small_simulation, window_contents
+from influx_assets_tests.pipeline_harness import clean_window_reference, hour_keys, small_simulation, window_contents
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -137,7 +137,7 @@ def test_a_run_without_run_config_executes_on_the_configured_executor_to_a_corre
     simulation: Simulation, tmp_path: Path,
 ) -> None:
     key = hour_keys(simulation)[0]
-    reference = clean_reference(influx_url, simulation)
+    reference = clean_window_reference(influx_url, simulation, key)
     write_simulation(simulation, influxdb)
     home = tmp_path / "home"
     home.mkdir()
@@ -157,4 +157,4 @@ def test_a_run_without_run_config_executes_on_the_configured_executor_to_a_corre
         assert run.status.value == "SUCCESS" and run.run_config == {}  # launched with no run config
         engine = [e.message for e in instance.all_logs(run.run_id, of_type=DagsterEventType.ENGINE_EVENT)]
         assert any(m.startswith(engine_says) for m in engine), engine
-    assert window_contents(oracle, [key]) == {k: v for k, v in reference.items() if k[1] == key}
+    assert window_contents(oracle, [key]) == reference

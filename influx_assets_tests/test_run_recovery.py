@@ -44,7 +44,7 @@ from influx_assets_tests.pipeline_harness import (
     REPO_CONFIG,
     REPO_ROOT,
     Daemon,
-    clean_reference,
+    clean_window_reference,
     deleting,
     engine_messages,
     finished_run,
@@ -175,7 +175,7 @@ def test_two_runs_launched_together_on_one_window_leave_one_correct_copy(
     instance_home: InstanceHome,
 ) -> None:
     key = hour_keys(simulation)[0]
-    reference = {k: v for k, v in clean_reference(influx_url, simulation).items() if k[1] == key}
+    reference = clean_window_reference(influx_url, simulation, key)
     write_simulation(simulation, influxdb)
     home = instance_home()
     instance = open_instance(home)
@@ -238,7 +238,7 @@ def test_two_unpooled_runs_rewriting_every_stage_window_in_lockstep_leave_one_co
     influx_url: str, influxdb: InfluxDBResource, oracle: InfluxQLOracle, simulation: Simulation
 ) -> None:
     key = hour_keys(simulation)[0]
-    reference = {k: v for k, v in clean_reference(influx_url, simulation).items() if k[1] == key}
+    reference = clean_window_reference(influx_url, simulation, key)
     write_simulation(simulation, influxdb)
     lockstep = Lockstep(HOURLY_MEASUREMENTS)
     results = {}
@@ -292,7 +292,7 @@ def test_a_run_worker_killed_mid_step_is_failed_and_retried_by_the_daemon_to_a_c
     instance_home: InstanceHome,
 ) -> None:
     key = hour_keys(simulation)[0]
-    reference = {k: v for k, v in clean_reference(influx_url, simulation).items() if k[1] == key}
+    reference = clean_window_reference(influx_url, simulation, key)
     write_simulation(simulation, influxdb)
     home = instance_home(overrides=FAST_DAEMON)
     instance = open_instance(home)
