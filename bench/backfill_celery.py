@@ -30,11 +30,12 @@ import time
 from pathlib import Path
 
 import pandas as pd
-from dagster import DagsterEventType, DagsterInstance
+from dagster import DagsterInstance
 from dagster._core.instance.ref import InstanceRef
 
 from bench.common import BenchContext, bench_server
 from bench.figures import Figure, Goal, report
+from bench.launched_run import run_parts
 from influx_assets.devtools.feed import write_simulation
 from influx_assets.devtools.simulate import Simulation, SimulationConfig, simulate
 from influx_assets_tests.celery_workers import LOCATION, WORKERS, CeleryWorkers, launch_run, step_workers
@@ -54,18 +55,6 @@ def p8_sizes(quick: bool) -> dict[str, object]:
 
 def _key(hour: int) -> str:
     return (DAY + pd.Timedelta(hours=hour)).strftime("%Y-%m-%d-%H:%M")
-
-
-def _run_parts(instance: DagsterInstance, run_id: str) -> dict[str, float]:
-    record = instance.get_run_record_by_id(run_id)
-    assert record is not None and record.end_time is not None and record.start_time is not None
-    created = record.create_timestamp.timestamp()
-    # the daemon takes the run off the queue and marks it STARTING when it launches its run worker
-    starting = next(
-        (e.timestamp for e in instance.all_logs(run_id, of_type=DagsterEventType.RUN_STARTING)), created
-    )
-    return {"total": record.end_time - created, "queued": starting - created,
-            "worker_start": record.start_time - starting, "execution": record.end_time - record.start_time}
 
 
 def _steps_per_worker(instance: DagsterInstance, run_id: str) -> dict[str, int]:
@@ -114,7 +103,7 @@ def _backfill_runs(ctx: BenchContext, contender: str, simulation: Simulation, tr
             run = wait_for(lambda run_id=run_id: finished_run(instance, run_id), 900, f"P8 run {run_id}", 0.5)
             if run.status.value != "SUCCESS":
                 raise RuntimeError(f"P8: {contender} run {run_id} ended {run.status.value}; see {home}")
-            parts.append({**{k: round(v, 2) for k, v in _run_parts(instance, run_id).items()},
+            parts.append({**{k: round(v, 2) for k, v in run_parts(instance, run_id).items()},
                           "steps_per_worker": _steps_per_worker(instance, run_id)})
             totals.append(parts[-1]["total"])
     finally:

@@ -48,7 +48,8 @@ def _key(hour: int) -> str:
     return (START + pd.Timedelta(hours=hour)).strftime("%Y-%m-%d-%H:%M")
 
 
-def _run_parts(instance: DagsterInstance, run_id: str) -> dict[str, float]:
+def run_parts(instance: DagsterInstance, run_id: str) -> dict[str, float]:
+    """A daemon-launched run's seconds: total, queued (until RUN_STARTING), worker start, execution."""
     record = instance.get_run_record_by_id(run_id)
     assert record is not None and record.end_time is not None and record.start_time is not None
     created = record.create_timestamp.timestamp()
@@ -112,7 +113,7 @@ def launched_vs_in_process(ctx: BenchContext) -> list[Figure]:
                 time.sleep(0.2)
             if run.status.value != "SUCCESS":
                 raise RuntimeError(f"P7: launched run {run_id} ended {run.status.value}")
-            parts.append(_run_parts(instance, run_id))
+            parts.append(run_parts(instance, run_id))
             return parts[-1]["total"]
 
         def in_process(trial: int) -> float:
