@@ -41,6 +41,7 @@ class BenchContext:
     def measure(self, operation: Callable[[], object]) -> Timing:
         """Run ``operation``; return its wall time, this process's CPU time and the server's CPU time."""
         server_before = _process_cpu_seconds(self.server_pid)
+        rss_before = _reset_peak_rss()
         client_before = time.process_time()
         started = time.perf_counter()
         operation()
@@ -48,7 +49,7 @@ class BenchContext:
         client = time.process_time() - client_before
         server_after = _process_cpu_seconds(self.server_pid)
         server = None if server_before is None or server_after is None else server_after - server_before
-        return Timing(wall, client, server)
+        return Timing(wall, client, server, rss_before, _memory_kib("VmHWM"))
 
     def resource(self, database: str, **overrides: object) -> InfluxDBResource:
         """An :class:`InfluxDBResource` on the benchmark server (fails fast: two attempts)."""
@@ -85,6 +86,28 @@ class Timing:
     wall: float
     client_cpu: float
     server_cpu: float | None
+    rss_before_kib: int | None = None  # this process's resident memory when the operation began
+    peak_rss_kib: int | None = None  # its peak resident memory during the operation (Linux)
+
+
+def _memory_kib(name: str) -> int | None:
+    """A ``/proc/self/status`` memory line (``VmRSS``, ``VmHWM``) in KiB, or None off Linux."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(name + ":"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def _reset_peak_rss() -> int | None:
+    """Reset this process's peak-RSS mark to its current RSS (``clear_refs`` 5); return that RSS in KiB."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return None
+    return _memory_kib("VmRSS")
 
 
 def _process_cpu_seconds(pid: int | None) -> float | None:
@@ -108,6 +131,10 @@ def cpu_summary(timings: dict[str, list[Timing]]) -> dict[str, dict[str, float |
             "client_cpu_s": round(median([t.client_cpu for t in runs]), 3),
             "server_cpu_s": round(median(servers), 3) if servers else None,
         }
+        peaks = [t.peak_rss_kib for t in runs if t.peak_rss_kib is not None]
+        if peaks:
+            summary[name]["peak_rss_mib"] = round(max(peaks) / 1024, 1)
+            summary[name]["rss_before_mib"] = round(max(t.rss_before_kib or 0 for t in runs) / 1024, 1)
     return summary
 
 

@@ -313,7 +313,12 @@ def end_to_end(ctx: BenchContext) -> list[Figure]:
         print(f"  trial {trial}: ingest {ingest_timing.wall:.2f} s, pipeline {timing.wall:.2f} s, "
               f"plain loop {loop.wall:.2f} s")
     shutil.rmtree(cold, ignore_errors=True)
+    peaks = [t.peak_rss_kib for t in timings["pipeline"] if t.peak_rss_kib]
     notes: dict[str, object] = {
+        # resident memory of this process during the pipeline runs; at its start it already holds the
+        # benchmark's own copies of the raw points (the simulation, its frame and the encoded bodies)
+        "pipeline_peak_rss_mib": round(max(peaks) / 1024) if peaks else None,
+        "rss_at_pipeline_start_mib": round(max(t.rss_before_kib or 0 for t in timings["pipeline"]) / 1024),
         "plain_loop_rate_points_per_s": round(points / median([t.wall for t in timings["plain_loop"]])),
         "plain_loop_rate_over_ingest": round(
             median([t.wall for t in timings["ingest"]]) / median([t.wall for t in timings["plain_loop"]]), 3

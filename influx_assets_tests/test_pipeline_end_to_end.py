@@ -35,6 +35,7 @@ from influx_assets.telemetry import (
     pipeline_checks,
     raw_telemetry,
 )
+from influx_assets.telemetry import validate as validate_module
 from influx_assets.telemetry.partitions import hourly_windows
 from influx_assets.telemetry.archive import archive_path
 from influx_assets.telemetry.raw import observe_window, window_changed
@@ -332,3 +333,27 @@ def test_a_window_without_raw_points_materializes_empty_stages(influxdb, oracle,
     committed = {s["tags"]["target"]: s["values"] for s in ledger}
     assert set(committed) >= {"validated_telemetry", "normalized_telemetry", "telemetry_5m", "telemetry_1h"}
     assert all(values == [[values[0][0], "committed", 0]] for values in committed.values())
+
+
+def test_a_point_validation_loses_fails_the_raw_count_and_stops_that_window(influxdb, oracle, tmp_path, monkeypatch):
+    # a validation bug: one raw point reaches neither output. Both outputs are stored exactly as
+    # returned (their read-back checks pass); only the reconciliation with the raw count sees the loss.
+    simulation = simulate(
+        SimulationConfig(start=pd.Timestamp("2025-03-01T10:00:00Z"), end=pd.Timestamp("2025-03-01T11:00:00Z"), sensors=4, seed=5)
+    )
+    write_simulation(simulation, influxdb)
+    validate_window = validate_module.validate_window
+
+    def losing_one(raw, rules):  # noqa: ANN001, ANN202
+        validated, quarantined = validate_window(raw, rules)
+        return validated.iloc[:-1], quarantined
+
+    monkeypatch.setattr(validate_module, "validate_window", losing_one)
+    result = run(HOURS[0], hourly_assets, resources_for(influxdb, ColdStorage(base_url=str(tmp_path))), DagsterInstance.ephemeral())
+
+    outcomes = check_outcomes(result)
+    reconciles = outcomes["validated_telemetry:raw_count_reconciles"]
+    assert not reconciles.passed and reconciles.metadata["unaccounted"].value == 1
+    assert reconciles.metadata["raw_points"].value == len(rows(oracle, "sensor_raw", window_clause(HOURS[0])))
+    assert outcomes["validated_telemetry:readback_matches_output"].passed
+    assert not result.success

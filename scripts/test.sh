@@ -17,7 +17,7 @@ fi
 .venv/bin/python -m pytest
 FLOOR_TESTS=(
   test_line_protocol test_influxql test_influxql_csv test_flux_builders test_flux_parser
-  test_v2_contract test_v2_server test_io_manager test_window_ledger test_injection test_environment
+  test_v2_contract test_v2_server test_io_manager test_window_ledger test_read_cache test_injection test_environment
   test_validate test_normalize test_aggregate test_simulate test_fingerprint test_archive
   test_pipeline_end_to_end test_dependency_floors test_partitions
 )

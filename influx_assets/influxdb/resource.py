@@ -14,6 +14,7 @@ from influx_assets.influxdb.client.http import public_url
 from influx_assets.influxdb.client.line_protocol import EncodedFrame
 from influx_assets.influxdb.client.slice import MeasurementSlice
 from influx_assets.influxdb.client.transport import KnownSchema, ServerInfo, Transport
+from influx_assets.influxdb.client.read_cache import DEFAULT_READ_CACHE_BYTES, shared_read_cache
 from influx_assets.influxdb.client.window_store import WindowStore
 
 __all__ = ["InfluxDBResource", "WriteResult", "dagster_run_ended"]
@@ -113,6 +114,14 @@ class InfluxDBResource(ConfigurableResource):
         "finish (the window ledger) before failing with WindowNotCommittedError.",
     )
 
+    read_cache_mb: int = Field(
+        default=DEFAULT_READ_CACHE_BYTES // (1024 * 1024),
+        ge=0,
+        description="Memory (MiB) for windows read through the ledger and reused while their ledger entries "
+        "are unchanged: the checks and downstream stages of an in-process run then read each stored window "
+        "once. Shared by every step in the process; 0 reads every window from the server.",
+    )
+
     _connection: InfluxDBConnection | None = PrivateAttr(default=None)
 
     # --- lifecycle -------------------------------------------------------------------------------
@@ -135,7 +144,8 @@ class InfluxDBResource(ConfigurableResource):
         instead of being waited for.
         """
         return WindowStore(self.connection, wait_seconds=self.writer_wait_seconds,
-                           writer_ended=dagster_run_ended(instance) if instance is not None else None)
+                           writer_ended=dagster_run_ended(instance) if instance is not None else None,
+                           cache=shared_read_cache(self.read_cache_mb * 1024 * 1024))
 
     def close(self) -> None:
         """Release the connection's pooled connections (the next request opens new ones)."""

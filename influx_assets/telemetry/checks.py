@@ -130,7 +130,9 @@ def read_measurement(
 ) -> pd.DataFrame:
     """The measurement's points in ``[start, end)``, once no run is replacing them (the window ledger).
 
-    With ``instance``, a window left unfinished by a run that has ended fails at once.
+    With ``instance``, a window left unfinished by a run that has ended fails at once. A window read
+    earlier under the same ledger state comes from the resource's read cache: what the server returned
+    after the window's latest write.
     """
     return influxdb.window_store(instance).read(influxdb.slice(measurement, start, end))
 
@@ -143,7 +145,8 @@ def read_windows(
     return {w.key: part for w, part in zip(windows, split_by_window(frame, windows), strict=True)}
 
 
-def _missing(asset_key: AssetKey, window: Window) -> AssetCheckResult:
+def missing_materialization(asset_key: AssetKey, window: Window) -> AssetCheckResult:
+    """The failed verdict of a window that has no materialization to compare with."""
     return AssetCheckResult(
         passed=False, description=f"no materialization of {asset_key.to_user_string()} for window {window.key} to compare"
     )
@@ -152,7 +155,11 @@ def _missing(asset_key: AssetKey, window: Window) -> AssetCheckResult:
 def readback_check(
     asset_key: str, measurement: str, partitions_def: PartitionsDefinition
 ) -> AssetChecksDefinition:
-    """Blocking: the fingerprint of each window read back equals the fingerprint of what was returned."""
+    """Blocking: the fingerprint of each window read back equals the fingerprint of what was returned.
+
+    The rows compared are what the server returned after the window's latest write: transferred by
+    this check, or by an earlier reader of the same ledger state (the read cache, :mod:`.read_cache`).
+    """
 
     @asset_check(
         asset=asset_key,
@@ -173,7 +180,7 @@ def readback_check(
         def verdict(window: Window) -> AssetCheckResult:
             metadata = metadata_of(materialized.get(window.key))
             if metadata is None or FINGERPRINT not in metadata:
-                return _missing(AssetKey(asset_key), window)
+                return missing_materialization(AssetKey(asset_key), window)
             rows = stored[window.key]
             expected, actual = metadata[FINGERPRINT].value, frame_fingerprint(rows)
             written = int(metadata[ROWS_OUT].value)
@@ -217,7 +224,7 @@ def inside_window_check(asset_key: str, partitions_def: PartitionsDefinition) ->
         def verdict(window: Window) -> AssetCheckResult:
             metadata = metadata_of(materialized.get(window.key))
             if metadata is None or ROWS_OUT not in metadata:
-                return _missing(AssetKey(asset_key), window)
+                return missing_materialization(AssetKey(asset_key), window)
             rows = int(metadata[ROWS_OUT].value)
             if rows == 0:
                 return AssetCheckResult(passed=True, description="no rows", metadata={ROWS_OUT: MetadataValue.int(0)})

@@ -1,6 +1,7 @@
 """Quality gates that reconcile one stage with another, plus the completeness warning.
 
-* ``raw_count_reconciles`` (validated, blocking): raw points of the window = validated + quarantined.
+* ``raw_count_reconciles`` (validated, blocking): raw points validation read for the window = validated +
+  quarantined points stored.
 * ``no_invented_points`` (normalized, blocking): normalized rows = distinct canonical readings of the
   validated window (duplicates collapse, nothing is added).
 * ``window_completeness`` (normalized, WARN): a series has fewer points than its cadence implies.
@@ -37,6 +38,7 @@ from influx_assets.telemetry.checks import (
     check_windows,
     each_window,
     metadata_of,
+    missing_materialization,
     read_windows,
     window_materializations,
 )
@@ -45,7 +47,6 @@ from influx_assets.telemetry.contract import (
     HOURLY_MEASUREMENT,
     NORMALIZED_MEASUREMENT,
     QUARANTINED_MEASUREMENT,
-    RAW_MEASUREMENT,
     REASON_CODES,
     SERIES_TAGS,
     VALIDATED_MEASUREMENT,
@@ -87,17 +88,28 @@ def _count(frame: pd.DataFrame, column: str = "count") -> int:
     blocking=True,
     partitions_def=hourly_windows,
     retry_policy=STAGE_RETRY,
-    description="Raw points of the window = validated + quarantined points: validation drops nothing silently.",
+    description="Raw points validation read for the window (its raw_points) = validated + quarantined points "
+    "stored: validation drops nothing silently.",
 )
 def raw_count_reconciles(context: AssetCheckExecutionContext, influxdb: InfluxDBResource) -> CheckOutput:
+    """Raw points of each window, as the stage counted them when it read them, against what is stored.
+
+    The raw count is the ``raw_points`` the validation run recorded for the window (counted in the frame
+    it validated), not a second read of ``sensor_raw``: the check is about what validation did with
+    its input, and raw points that arrive later are the late-data sensor's (which re-runs the window).
+    Validated and quarantined points are what the server holds now.
+    """
     windows = check_windows(context)
-    raw, validated, quarantined = (
-        read_windows(influxdb, m, windows, context.instance)
-        for m in (RAW_MEASUREMENT, VALIDATED_MEASUREMENT, QUARANTINED_MEASUREMENT)
+    materialized = window_materializations(context, VALIDATED_TELEMETRY, windows)
+    validated, quarantined = (
+        read_windows(influxdb, m, windows, context.instance) for m in (VALIDATED_MEASUREMENT, QUARANTINED_MEASUREMENT)
     )
 
     def verdict(window: Window) -> AssetCheckResult:
-        counts = len(raw[window.key]), len(validated[window.key]), len(quarantined[window.key])
+        metadata = metadata_of(materialized.get(window.key))
+        if metadata is None or RAW_POINTS not in metadata:
+            return missing_materialization(VALIDATED_TELEMETRY, window)
+        counts = int(metadata[RAW_POINTS].value), len(validated[window.key]), len(quarantined[window.key])
         unaccounted = counts[0] - counts[1] - counts[2]
         return AssetCheckResult(
             passed=unaccounted == 0,
@@ -111,7 +123,7 @@ def raw_count_reconciles(context: AssetCheckExecutionContext, influxdb: InfluxDB
             },
         )
 
-    yield from each_window(context, verdict)
+    yield from each_window(context, verdict, materialized)
 
 
 @asset_check(

@@ -58,6 +58,7 @@ import pandas as pd
 from influx_assets.influxdb.client.connection import InfluxDBConnection
 from influx_assets.influxdb.client.errors import BadRequestError, PartialWriteError
 from influx_assets.influxdb.client.line_protocol import EncodedFrame, time_column_to_ns
+from influx_assets.influxdb.client.read_cache import WindowReadCache
 from influx_assets.influxdb.client.slice import MeasurementSlice
 from influx_assets.influxdb.client.ledger import (  # noqa: F401 - the ledger's names, re-exported
     COMMITTED,
@@ -115,6 +116,8 @@ class WindowStore:
         poll_seconds: first pause between attempts (doubles, at most 2 s).
         writer_ended: tells whether the run with a given id has ended; an unfinished window whose
             writers have all ended fails at once instead of being waited for.
+        cache: frames read earlier under the same ledger state (:mod:`.read_cache`); None reads every
+            window from the server.
 
     Examples:
         >>> store = WindowStore(InfluxDBConnection(ConnectionSettings("http://127.0.0.1:8086")))  # doctest: +SKIP
@@ -123,10 +126,10 @@ class WindowStore:
 
     def __init__(
         self, connection: InfluxDBConnection, wait_seconds: float = 120.0, poll_seconds: float = 0.1,
-        writer_ended: Callable[[str], bool] | None = None,
+        writer_ended: Callable[[str], bool] | None = None, cache: WindowReadCache | None = None,
     ) -> None:
         self.connection, self.wait_seconds, self.poll_seconds = connection, wait_seconds, poll_seconds
-        self.writer_ended = writer_ended
+        self.writer_ended, self.cache = writer_ended, cache
 
     # --- the whole replacement -----------------------------------------------------------------------
     def replace(
@@ -246,6 +249,9 @@ class WindowStore:
     def read(self, where: MeasurementSlice) -> pd.DataFrame:
         """Read ``where`` once no write of it is in progress and none happened while reading.
 
+        With a cache, a window whose ledger entries are unchanged since an earlier read is served from
+        it (see :mod:`.read_cache`): what the server returned after the window's latest write.
+
         Raises:
             WindowNotCommittedError: a write stayed unfinished for ``wait_seconds``, or its run ended.
         """
@@ -255,8 +261,13 @@ class WindowStore:
             before = self.overlapping_entries(where)  # every target: a change to any of them is a change
             unfinished = [e for e in before.values() if e.state != COMMITTED]
             if not unfinished:
+                cached = None if self.cache is None else self.cache.get(self._identity, where, before)
+                if cached is not None:
+                    return cached
                 frame = self.connection.read_window(where)
                 if self.overlapping_entries(where) == before:
+                    if self.cache is not None:
+                        self.cache.put(self._identity, where, before, frame)
                     return frame
             elif self.writer_ended is not None and all(e.run_id and self.writer_ended(e.run_id) for e in unfinished):
                 raise self._not_committed(where, unfinished, ended=True)
@@ -264,6 +275,11 @@ class WindowStore:
                 raise self._not_committed(where, unfinished or list(before.values()))
             time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
             pause = min(pause * 2, 2.0)
+
+    @property
+    def _identity(self) -> object:
+        """Whose reads may share cached frames: the same server, database and credentials (never shown)."""
+        return self.connection.settings
 
     def _not_committed(
         self, where: MeasurementSlice, unfinished: list[LedgerEntry], ended: bool = False
