@@ -6,6 +6,7 @@ import pytest
 
 from influx_assets.telemetry.fingerprint import frame_fingerprint, window_fingerprints
 from influx_assets.influxdb import InfluxDBResource
+from influx_assets.telemetry.windows import Window, fingerprints_by_window, split_by_window
 
 
 def window() -> pd.DataFrame:
@@ -79,6 +80,20 @@ def test_window_fingerprints_equal_fingerprinting_each_window_alone():
         assert (fingerprint, rows) == (frame_fingerprint(alone), len(alone))
     assert sum(rows for _, rows in by_window) == n
     assert len({f for f, _ in by_window}) == 4
+
+
+def test_fingerprints_by_window_equal_each_split_window_including_empty_ones():
+    rng = np.random.default_rng(8)
+    first = pd.Timestamp("2025-03-03T00:00:00Z")
+    windows = [Window(f"h{h}", first + pd.Timedelta(hours=h), first + pd.Timedelta(hours=h + 1)) for h in range(4)]
+    times = first + pd.to_timedelta(rng.integers(0, 3600, 300), unit="s")  # hour 0 only; then hour 2
+    times = times.append(first + pd.Timedelta(hours=2) + pd.to_timedelta(rng.integers(0, 3600, 200), unit="s"))
+    frame = pd.DataFrame({"time": times, "sensor_id": rng.choice(["a", "b"], 500),
+                          "value": np.where(rng.random(500) < 0.1, np.nan, rng.normal(size=500))})
+    expected = [(frame_fingerprint(part), len(part)) for part in split_by_window(frame, windows)]
+    assert fingerprints_by_window(frame, windows) == expected
+    assert [rows for _, rows in expected] == [300, 0, 200, 0]
+    assert fingerprints_by_window(frame.iloc[0:0], windows) == [(frame_fingerprint(frame.iloc[0:0]), 0)] * 4
 
 
 @pytest.mark.parametrize(

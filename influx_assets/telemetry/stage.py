@@ -47,7 +47,7 @@ from influx_assets.telemetry.keys import (
     WINDOW_END,
     WINDOW_START,
 )
-from influx_assets.telemetry.windows import Window, run_windows, split_by_window
+from influx_assets.telemetry.windows import fingerprints_by_window, Window, run_windows, split_by_window
 
 # Partitioned asset checks (a check result per window) and a partitioned observable source asset are
 # what this pipeline needs; Dagster 1.13 labels them preview/beta. Every stage module imports this one
@@ -178,14 +178,19 @@ def preview_table(frame: pd.DataFrame, rows: int = PREVIEW_ROWS) -> MetadataValu
     return MetadataValue.md("\n".join(lines) + more)
 
 
-def window_metadata(window: Window, out: pd.DataFrame, rows_in: pd.DataFrame) -> dict[str, MetadataValue]:
-    """What one window's materialization says about that window alone (the quality gates read it)."""
+def window_metadata(
+    window: Window, out: pd.DataFrame, rows_in: pd.DataFrame, fingerprint: str | None = None
+) -> dict[str, MetadataValue]:
+    """What one window's materialization says about that window alone (the quality gates read it).
+
+    ``fingerprint`` is ``frame_fingerprint(out)`` when the caller has it already.
+    """
     metadata: dict[str, MetadataValue] = {
         WINDOW_START: MetadataValue.timestamp(window.start.timestamp()),
         WINDOW_END: MetadataValue.timestamp(window.end.timestamp()),
         ROWS_IN: MetadataValue.int(len(rows_in)),
         ROWS_OUT: MetadataValue.int(len(out)),
-        FINGERPRINT: MetadataValue.text(frame_fingerprint(out)),
+        FINGERPRINT: MetadataValue.text(fingerprint or frame_fingerprint(out)),
         "preview": preview_table(out),
     }
     if len(out):
@@ -233,8 +238,11 @@ def report_stage(
     """
     key = stage or context.asset_key
     windows = run_windows(context, context.assets_def.partitions_def)
-    for window, out, rows_in in zip(windows, split_by_window(frame, windows), split_by_window(inputs, windows), strict=True):
-        facts = window_metadata(window, out, rows_in) | dict(window_facts(window, out, rows_in) if window_facts else {})
+    prints = [fingerprint for fingerprint, _rows in fingerprints_by_window(frame, windows)]  # one pass
+    for window, out, rows_in, fingerprint in zip(
+        windows, split_by_window(frame, windows), split_by_window(inputs, windows), prints, strict=True
+    ):
+        facts = window_metadata(window, out, rows_in, fingerprint) | dict(window_facts(window, out, rows_in) if window_facts else {})
         context.add_asset_metadata(facts, asset_key=key, partition_key=window.key)
     sample = record_stage_metrics(context, rows=len(frame), asset_key=stage, attach=False)
     measured = sample.as_metadata() if sample else {}

@@ -13,6 +13,7 @@ import pandas as pd
 from dagster import AssetCheckExecutionContext, AssetExecutionContext, TimeWindowPartitionsDefinition
 
 from influx_assets.influxdb import time_column_to_ns
+from influx_assets.telemetry.fingerprint import frame_fingerprint, window_fingerprints
 
 
 @dataclass(frozen=True)
@@ -59,3 +60,17 @@ def split_by_window(frame: pd.DataFrame, windows: Sequence[Window], column: str 
         rows = (times >= window.start.value) & (times < window.end.value)
         parts.append(frame[np.asarray(rows)])
     return parts
+
+
+def fingerprints_by_window(frame: pd.DataFrame, windows: Sequence[Window], column: str = "time") -> list[tuple[str, int]]:
+    """``(frame_fingerprint, rows)`` of ``frame``'s rows in each of the contiguous ``windows``, in one pass.
+
+    Each equals :func:`~influx_assets.telemetry.fingerprint.frame_fingerprint` of
+    ``split_by_window(frame, windows)[i]``; one pass over a range run's frame instead of one per window
+    (a fingerprint has a fixed cost per column that dominates for small windows).
+    """
+    if frame.empty or column not in frame.columns:
+        empty = frame_fingerprint(frame.iloc[0:0])
+        return [(empty, 0) for _ in windows]
+    bounds = [w.start.value for w in windows] + [windows[-1].end.value]
+    return window_fingerprints(frame, time_column_to_ns(frame[column], column), bounds)
