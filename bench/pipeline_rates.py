@@ -54,6 +54,7 @@ from influx_assets.telemetry.features import features_by_sensor
 from influx_assets.telemetry.normalize import normalize_window
 from influx_assets.telemetry.sliding import sliding_15m
 from influx_assets.telemetry.validate import validate_window
+from influx_assets.telemetry.stage import DAILY_BACKFILL, HOURLY_BACKFILL
 from influx_assets.resources import resources_for
 from influx_assets.devtools.simulate import Simulation, SimulationConfig, simulate
 
@@ -96,15 +97,17 @@ def _key(stamp: pd.Timestamp, daily: bool = False) -> str:
 
 
 def hourly_ranges(start: pd.Timestamp, end: pd.Timestamp) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
-    """The hourly stages' backfill runs: at most 24 windows (one day) each (``HOURLY_BACKFILL``)."""
-    bounds = list(pd.date_range(start, end, freq="1D", inclusive="left")) + [end]
+    """The hourly stages' backfill runs: ``HOURLY_BACKFILL``'s windows per run (default 24: one day)."""
+    hours = HOURLY_BACKFILL.max_partitions_per_run or 24
+    bounds = list(pd.date_range(start, end, freq=f"{hours}h", inclusive="left")) + [end]
     return list(itertools.pairwise(bounds))
 
 
 def daily_ranges(start: pd.Timestamp, end: pd.Timestamp) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
-    """The daily stages' backfill runs: at most 7 days each (``DAILY_BACKFILL``); whole days."""
+    """The daily stages' backfill runs: ``DAILY_BACKFILL``'s days per run (default 7); whole days."""
+    days = DAILY_BACKFILL.max_partitions_per_run or 7
     first, last = start.floor("1D"), (end - pd.Timedelta(1)).floor("1D") + DAY
-    bounds = list(pd.date_range(first, last, freq="7D", inclusive="left")) + [last]
+    bounds = list(pd.date_range(first, last, freq=f"{days}D", inclusive="left")) + [last]
     return list(itertools.pairwise(bounds))
 
 
@@ -318,6 +321,7 @@ def end_to_end(ctx: BenchContext) -> list[Figure]:
         # resident memory of this process during the pipeline runs; at its start it already holds the
         # benchmark's own copies of the raw points (the simulation, its frame and the encoded bodies)
         "pipeline_peak_rss_mib": round(max(peaks) / 1024) if peaks else None,
+        "hours_per_run": HOURLY_BACKFILL.max_partitions_per_run, "days_per_run": DAILY_BACKFILL.max_partitions_per_run,
         "rss_at_pipeline_start_mib": round(max(t.rss_before_kib or 0 for t in timings["pipeline"]) / 1024),
         "plain_loop_rate_points_per_s": round(points / median([t.wall for t in timings["plain_loop"]])),
         "plain_loop_rate_over_ingest": round(

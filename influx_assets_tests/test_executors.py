@@ -19,6 +19,7 @@ from dagster._core.instance.ref import InstanceRef
 
 from influx_assets.automation.executors import executor_from_env, executor_name, require_shared_archive
 from influx_assets.telemetry.archive import ColdStorage
+from influx_assets.telemetry.stage import DAYS_PER_RUN_VARIABLE, HOURS_PER_RUN_VARIABLE, windows_per_run
 from influx_assets.devtools.feed import write_simulation
 from influx_assets.devtools.simulate import Simulation
 from influx_assets.influxdb import InfluxDBConfigError, InfluxDBResource
@@ -158,3 +159,25 @@ def test_a_run_without_run_config_executes_on_the_configured_executor_to_a_corre
         engine = [e.message for e in instance.all_logs(run.run_id, of_type=DagsterEventType.ENGINE_EVENT)]
         assert any(m.startswith(engine_says) for m in engine), engine
     assert window_contents(oracle, [key]) == reference
+
+
+@pytest.mark.parametrize(("environ", "expected"), [({}, 24), ({"INFLUX_ASSETS_HOURS_PER_RUN": " 6 "}, 6)])
+def test_windows_per_backfill_run_come_from_the_environment(environ: dict[str, str], expected: int) -> None:
+    assert windows_per_run(HOURS_PER_RUN_VARIABLE, 24, environ) == expected
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "six", "2.5"])
+def test_a_bad_windows_per_run_is_refused_naming_the_variable(value: str) -> None:
+    with pytest.raises(InfluxDBConfigError, match=f"{DAYS_PER_RUN_VARIABLE} must be a positive integer"):
+        windows_per_run(DAYS_PER_RUN_VARIABLE, 7, {DAYS_PER_RUN_VARIABLE: value})
+
+
+def test_the_code_location_cuts_backfills_as_the_environment_says() -> None:
+    probe = (
+        "from influx_assets.definitions import defs\n"
+        "print(*(defs.resolve_assets_def(k).backfill_policy.max_partitions_per_run\n"
+        "        for k in ('validated_telemetry', 'telemetry_1h')))"
+    )
+    environ = {**os.environ, HOURS_PER_RUN_VARIABLE: "6", DAYS_PER_RUN_VARIABLE: "1"}
+    out = subprocess.run([sys.executable, "-c", probe], env=environ, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["6", "1"]

@@ -36,7 +36,7 @@ from influx_assets.telemetry.fingerprint import frame_fingerprint
 from influx_assets.observability.stage_metrics import record_stage_metrics
 from influx_assets.telemetry.partitions import hourly_windows
 from influx_assets.telemetry.contract import SERIES_TAGS
-from influx_assets.influxdb import time_column_to_ns
+from influx_assets.influxdb import InfluxDBConfigError, time_column_to_ns
 from influx_assets.telemetry.keys import (
     EARLIEST_ROW,
     FINGERPRINT,
@@ -60,11 +60,30 @@ warnings.filterwarnings("ignore", category=BetaWarning, message=".*backfill_poli
 #: delay * (2**n - 1): 1 s, 3 s, 7 s, each +- up to 1 s of jitter.
 STAGE_RETRY = RetryPolicy(max_retries=3, delay=1, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS)
 
+HOURS_PER_RUN_VARIABLE = "INFLUX_ASSETS_HOURS_PER_RUN"
+DAYS_PER_RUN_VARIABLE = "INFLUX_ASSETS_DAYS_PER_RUN"
+
+
+def windows_per_run(variable: str, default: int, environ: Mapping[str, str] = os.environ) -> int:
+    """How many partitions one backfill run of a stage covers: ``variable`` if set, else ``default``.
+
+    Raises:
+        InfluxDBConfigError: the variable is set but not a positive integer.
+    """
+    raw = (environ.get(variable) or "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        raise InfluxDBConfigError(f"{variable} must be a positive integer (partitions per backfill run); got {raw!r}")
+    return int(raw)
+
+
 #: Hourly stages backfill a day of windows per run; daily stages a week per run. A range run reads and
 #: writes the whole range at once (the IO manager supports ranges), so a 7-day backfill is 7 runs, not
-#: 168, while one bad day still fails only its own run.
-HOURLY_BACKFILL = BackfillPolicy.multi_run(max_partitions_per_run=24)
-DAILY_BACKFILL = BackfillPolicy.multi_run(max_partitions_per_run=7)
+#: 168, while one bad day still fails only its own run. A run holds its range in memory (about 0.8 KB
+#: per raw point at its peak, bench/README), so big fleets lower these (read when the code loads).
+HOURLY_BACKFILL = BackfillPolicy.multi_run(max_partitions_per_run=windows_per_run(HOURS_PER_RUN_VARIABLE, 24))
+DAILY_BACKFILL = BackfillPolicy.multi_run(max_partitions_per_run=windows_per_run(DAYS_PER_RUN_VARIABLE, 7))
 
 
 def writer_pool(stage: str) -> str:
