@@ -25,8 +25,6 @@ from dataclasses import dataclass
 
 import pandas as pd
 from dagster import (
-    AssetKey,
-    AssetRecordsFilter,
     DagsterEventType,
     DagsterInstance,
     DefaultSensorStatus,
@@ -37,6 +35,7 @@ from dagster import (
 )
 
 from influx_assets.influxdb import InfluxDBResource
+from influx_assets.telemetry.checks import latest_materializations
 from influx_assets.telemetry.partitions import daily_windows, hourly_windows
 from influx_assets.telemetry.raw import WindowObservation, observe_window, window_changed
 from influx_assets.automation.schedules import automation_running, daily_pipeline_job, hourly_pipeline_job
@@ -55,29 +54,6 @@ LOOKBACK_WINDOWS = 24
 VALIDATED = VALIDATED_TELEMETRY
 FIVE_MINUTE = TELEMETRY_5M
 DAILY_KEYS = (TELEMETRY_1H, TELEMETRY_ARCHIVE, SENSOR_FEATURES)
-
-
-def latest_materializations(instance: DagsterInstance, key: AssetKey, partitions: list[str]) -> dict[str, object]:
-    """The newest materialization record of each listed partition (partitions never materialized are absent)."""
-    if not partitions:
-        return {}
-    records = instance.fetch_materializations(
-        AssetRecordsFilter(asset_key=key, asset_partitions=partitions), limit=len(partitions) * 4
-    ).records
-    newest: dict[str, object] = {}
-    for record in records:  # newest first
-        partition = record.partition_key
-        if partition is not None and partition not in newest:
-            newest[partition] = record
-    missing = [p for p in partitions if p not in newest]
-    if missing and len(records) == len(partitions) * 4:  # page was full: fetch the rest one by one
-        for partition in missing:
-            page = instance.fetch_materializations(
-                AssetRecordsFilter(asset_key=key, asset_partitions=[partition]), limit=1
-            ).records
-            if page:
-                newest[partition] = page[0]
-    return newest
 
 
 def processed_fingerprint(record: object) -> str | None:
