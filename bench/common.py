@@ -8,6 +8,8 @@ fresh database, contenders are interleaved (A B, B A, A B, ...), and the median 
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import os
 import shutil
 import tempfile
@@ -102,7 +104,16 @@ def _memory_kib(name: str) -> int | None:
 
 
 def _reset_peak_rss() -> int | None:
-    """Reset this process's peak-RSS mark to its current RSS (``clear_refs`` 5); return that RSS in KiB."""
+    """Reset this process's peak-RSS mark to its current RSS (``clear_refs`` 5); return that RSS in KiB.
+
+    Freed memory is returned to the system first (``gc``, glibc ``malloc_trim``), so that an operation
+    cannot reuse it unseen: the peak minus the returned RSS is what the operation needed on top.
+    """
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
     try:
         Path("/proc/self/clear_refs").write_text("5")
     except OSError:

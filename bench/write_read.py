@@ -158,7 +158,7 @@ def write_benchmarks(ctx: BenchContext) -> list[Figure]:
     }
     p1 = Figure.from_trials(
         "P1", "IO-manager write rate / pre-encoded POST rate", "io_manager", "pre_encoded_post",
-        "points/s", trials, Goal(0.85), size, notes,
+        "points/s", trials, Goal(0.9), size, notes,
     )
     p1b = Figure.from_trials(
         "P1b", "IO-manager write rate / influxdb-client serializer + POST", "io_manager",

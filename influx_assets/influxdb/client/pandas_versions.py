@@ -5,6 +5,8 @@
   and from 3.1 that argument is deprecated. :data:`EXACT_FLOATS` is the right keyword for each.
 - ``Series.astype("str")`` keeps nulls as NaN from pandas 3.0; pandas 2.x turns them into the string
   ``'nan'``. :func:`as_text` keeps them null on both.
+- Copy-on-write is always on from pandas 3.0 (opt-in before): there a shallow copy is an independent
+  frame, on 2.x only a deep copy is. :func:`independent_copy` gives the cheapest safe one.
 """
 
 from __future__ import annotations
@@ -20,6 +22,12 @@ EXACT_FLOATS: dict[str, str] = {} if _VERSION >= (3, 1) else {"float_precision":
 STR_KEEPS_NULLS = _VERSION >= (3, 0)
 #: The dtype :func:`as_text` (and every read of a tag or string field) gives on this pandas.
 TEXT_DTYPE = "str" if STR_KEEPS_NULLS else "object"
+
+
+def independent_copy(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy whose changes never reach ``frame`` and the other way round (shallow under copy-on-write)."""
+    copy_on_write = _VERSION >= (3, 0) or bool(pd.options.mode.copy_on_write is True)
+    return frame.copy(deep=not copy_on_write)
 
 
 def as_text(column: pd.Series) -> pd.Series:

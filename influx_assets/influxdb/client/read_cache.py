@@ -21,7 +21,7 @@ What the cache trusts, and when it stays out of the way:
 * Every frame here was returned by the server; nothing a writer *sent* is ever served as if read.
 * A request for a slice inside a cached one (a range run's span, then each window of it) is cut from
   the cached frame when the ledger entries of the requested slice are unchanged.
-* Callers get a deep copy; the cache keeps at most ``max_bytes`` (least recently used go first). A
+* Callers get an independent copy (shallow under pandas' copy-on-write, deep before pandas 3); the cache keeps at most ``max_bytes`` (least recently used go first). A
   budget of 0 disables it. It lives in one process: with the ``in_process`` executor one run's steps
   share it, with a multi-process executor each step starts empty.
 """
@@ -35,6 +35,7 @@ from dataclasses import dataclass, replace
 
 import pandas as pd
 
+from influx_assets.influxdb.client.pandas_versions import independent_copy
 from influx_assets.influxdb.client.ledger import COMMITTED, WHOLE_MEASUREMENT_NS, LedgerEntry
 from influx_assets.influxdb.client.slice import MeasurementSlice
 
@@ -42,7 +43,7 @@ from influx_assets.influxdb.client.slice import MeasurementSlice
 Snapshot = Mapping[tuple[str, int], LedgerEntry]
 
 #: Default budget of the process-wide cache.
-DEFAULT_READ_CACHE_BYTES = 256 * 1024 * 1024
+DEFAULT_READ_CACHE_BYTES = 512 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,7 @@ class WindowReadCache:
             if found is not None and found.snapshot == snapshot:
                 self._frames.move_to_end((identity, where))
                 self.hits += 1
-                return found.frame.copy(deep=True)
+                return independent_copy(found.frame)
             for (owner, cached_where), cached in reversed(self._frames.items()):
                 if owner == identity and self._contains(cached_where, where) and _within(cached.snapshot, where) == snapshot:
                     part = _cut(cached.frame, where)
@@ -117,7 +118,7 @@ class WindowReadCache:
         nbytes = int(frame.memory_usage(deep=True, index=True).sum())
         if nbytes > self.max_bytes:
             return
-        entry = _Cached(where, dict(snapshot), frame.copy(deep=True), nbytes)
+        entry = _Cached(where, dict(snapshot), independent_copy(frame), nbytes)
         with self._lock:
             old = self._frames.pop((identity, where), None)
             self._bytes -= old.nbytes if old else 0
