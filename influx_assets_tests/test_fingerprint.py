@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from influx_assets.telemetry.fingerprint import frame_fingerprint, window_fingerprints
+from influx_assets.telemetry.fingerprint import chunked_fingerprint, frame_fingerprint, window_fingerprints
 from influx_assets.influxdb import InfluxDBResource
 from influx_assets.telemetry.windows import Window, fingerprints_by_window, split_by_window
 
@@ -111,3 +111,20 @@ def test_what_influxdb_reads_back_has_the_fingerprint_of_what_was_written(
     influxdb.write_frame(frame, "round_trip", tags)
     back = influxdb.read_window(influxdb.slice("round_trip"))
     assert frame_fingerprint(back) == frame_fingerprint(frame), name
+
+
+def test_a_fingerprint_taken_chunk_by_chunk_equals_the_whole_frames():
+    rng = np.random.default_rng(9)
+    frame = pd.DataFrame({
+        "time": pd.date_range("2025-03-03", periods=900, freq="10s", tz="UTC"),
+        "sensor_id": pd.Series(rng.choice(["a", "b"], 900), dtype="str"),
+        "value": rng.normal(size=900),
+        # only the last third has batteries: chunks without any still make the same column set
+        "battery": np.where(np.arange(900) >= 600, 3.3, np.nan),
+    })
+    chunks = [frame.iloc[i:i + 250] for i in range(0, 900, 250)]
+    assert chunked_fingerprint(chunks) == (frame_fingerprint(frame), 900)
+    assert chunked_fingerprint([]) == (frame_fingerprint(frame.iloc[0:0]), 0)
+    changed = frame.copy()
+    changed.loc[899, "value"] += 1e-9
+    assert chunked_fingerprint(changed.iloc[i:i + 250] for i in range(0, 900, 250))[0] != frame_fingerprint(frame)

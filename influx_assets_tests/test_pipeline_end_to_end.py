@@ -12,6 +12,7 @@ from collections.abc import Iterable
 import pandas as pd
 import pytest
 from dagster import (
+    AssetCheckKey,
     AssetCheckSeverity,
     AssetKey,
     AssetSelection,
@@ -357,3 +358,29 @@ def test_a_point_validation_loses_fails_the_raw_count_and_stops_that_window(infl
     assert reconciles.metadata["raw_points"].value == len(rows(oracle, "sensor_raw", window_clause(HOURS[0])))
     assert outcomes["validated_telemetry:readback_matches_output"].passed
     assert not result.success
+
+
+def test_an_archive_file_that_differs_from_the_normalized_day_fails_its_check(influxdb, tmp_path):
+    simulation = simulate(
+        SimulationConfig(start=pd.Timestamp("2025-03-01T10:00:00Z"), end=pd.Timestamp("2025-03-01T12:00:00Z"), sensors=3, seed=6)
+    )
+    write_simulation(simulation, influxdb)
+    resources = resources_for(influxdb, ColdStorage(base_url=str(tmp_path / "cold")))
+    instance = DagsterInstance.ephemeral()
+    assert all(run(key, hourly_assets, resources, instance).success for key in HOURS)
+    assert run(DAY, daily_assets, resources, instance).success
+    archive_file = tmp_path / "cold" / archive_path("", pd.Timestamp(DAY, tz="UTC")).lstrip("/")
+    archived = pd.read_parquet(archive_file)
+    archived.loc[archived.index[-1], "value"] += 0.5  # one value of the day's last hour
+    archived.to_parquet(archive_file)
+
+    check = AssetCheckKey(AssetKey("telemetry_archive"), "archive_matches_source")
+    result = materialize(
+        [*pipeline_assets, *pipeline_checks], selection=AssetSelection.checks(check), tags={"dagster/partition": DAY},
+        resources=resources, instance=instance, raise_on_error=False,
+    )
+
+    outcome = check_outcomes(result)["telemetry_archive:archive_matches_source"]
+    assert not outcome.passed
+    assert outcome.metadata["content_matches"].value is False and outcome.metadata["sha256_matches"].value is False
+    assert outcome.metadata["archived_rows"].value == outcome.metadata["source_rows"].value == len(archived)

@@ -16,6 +16,7 @@ are serialized by the stage's writer pool and each uses a temporary file of its 
 """
 
 import hashlib
+from collections.abc import Iterator
 import os
 import time
 import uuid
@@ -141,6 +142,17 @@ def read_day(filesystem: pafs.FileSystem, path: str) -> tuple[pd.DataFrame, str]
     with filesystem.open_input_stream(path) as source:
         data = source.read()
     return pq.read_table(pa.BufferReader(data)).to_pandas(), hashlib.sha256(data).hexdigest()
+
+
+def day_chunks(filesystem: pafs.FileSystem, path: str, rows: int = 500_000) -> tuple[Iterator[pd.DataFrame], str]:
+    """One day's file back in pieces of at most ``rows`` rows (for checks of big days), and its sha256.
+
+    The pieces are what :func:`read_day` returns, cut (``pd.concat`` of them is that frame).
+    """
+    with filesystem.open_input_stream(path) as source:
+        data = source.read()
+    batches = pq.ParquetFile(pa.BufferReader(data)).iter_batches(batch_size=rows)
+    return (pa.Table.from_batches([batch]).to_pandas() for batch in batches), hashlib.sha256(data).hexdigest()
 
 
 def days_of(start: pd.Timestamp, end: pd.Timestamp) -> list[pd.Timestamp]:

@@ -27,7 +27,7 @@ partition), equal to fingerprinting each window's rows on their own.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -134,6 +134,22 @@ def frame_fingerprint(frame: pd.DataFrame) -> str:
     """
     rows, masks = _row_hashes(frame)
     return _digest(list(masks), rows)
+
+
+def chunked_fingerprint(chunks: Iterable[pd.DataFrame]) -> tuple[str, int]:
+    """``(frame_fingerprint, rows)`` of the chunks as one frame, holding one chunk at a time.
+
+    Equals :func:`frame_fingerprint` of ``pd.concat(chunks)``: row hashes do not depend on the other
+    rows, and a column counts when any chunk has a non-null cell in it.
+    """
+    hashes: list[np.ndarray] = []
+    columns: set[str] = set()
+    for chunk in chunks:
+        rows, masks = _row_hashes(chunk)
+        hashes.append(rows)
+        columns.update(masks)
+    every = np.concatenate(hashes) if hashes else np.zeros(0, dtype="uint64")
+    return _digest(sorted(columns), every), len(every)
 
 
 def window_fingerprints(
