@@ -1,8 +1,8 @@
 """Runs that race, and runs whose worker dies: a window still ends up processed exactly once in effect.
 
-* Two runs of the same window launched together (two ``dagster asset materialize`` processes on one
-  instance configured by the repository's ``dagster.yaml``): the writer pools make the second run's
-  writer wait for the first, and the window holds one correct copy.
+* Two runs of the same window (two ``dagster asset materialize`` processes on one instance configured
+  by the repository's ``dagster.yaml``), the second launched while the first writes: the writer pools
+  make the second run's writer wait for the first, and the window holds one correct copy.
 * The same race with no pool at all (two in-process runs on separate instances), forced into lockstep
   so both delete and rewrite every stage's window at the same moment: still one correct copy.
 * A run worker SIGKILLed in the middle of a step, under a real ``dagster-daemon``: the run is marked
@@ -170,7 +170,7 @@ class FirstWriterHold:
         return hold
 
 
-def test_two_runs_launched_together_on_one_window_leave_one_correct_copy(
+def test_a_run_launched_while_another_writes_its_window_waits_for_the_pool_and_one_copy_remains(
     influx_url: str, influxdb: InfluxDBResource, oracle: InfluxQLOracle, simulation: Simulation,
     instance_home: InstanceHome,
 ) -> None:
@@ -191,14 +191,19 @@ def test_two_runs_launched_together_on_one_window_leave_one_correct_copy(
             proxy.inject(Fault.pass_through(after_forward=hold(run)), where=probing("validated_telemetry"))
         command = [str(BIN / "dagster"), "asset", "materialize", "-m", "influx_assets.definitions",
                    "--select", STAGES, "--partition", key]
-        processes = {
-            run: subprocess.Popen(
-                command, cwd=REPO_ROOT,
-                env=location_env(home, proxy.url, influxdb.database, INFLUX_ASSETS_EXECUTOR="in_process"),
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            )
-            for run, proxy in proxies.items()
-        }
+
+        def launch(run: str) -> subprocess.Popen[bytes]:
+            env = location_env(home, proxies[run].url, influxdb.database, INFLUX_ASSETS_EXECUTOR="in_process")
+            return subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+        # The second run starts once the first holds its validate step's slot. Launched at the same
+        # instant, both claims can succeed on SQLite: Dagster's claim is a SELECT of a free slot and
+        # then an UPDATE that does not re-check it (`SqlEventLogStorage._claim_concurrency_slot`;
+        # measured: 2 double claims in 20 same-instant pairs). The ledger keeps that case correct
+        # too (the lockstep test below).
+        processes = {"a": launch("a")}
+        wait_for(lambda: hold.first, timeout=120, what="the first run to start replacing its validated window")
+        processes["b"] = launch("b")
         outputs = {run: p.communicate(timeout=180)[0].decode(errors="replace") for run, p in processes.items()}
         assert all(p.returncode == 0 for p in processes.values()), {r: o[-3000:] for r, o in outputs.items()}
         second = next(r for r in proxies if r != hold.first)
