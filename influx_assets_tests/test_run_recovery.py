@@ -197,7 +197,7 @@ def test_a_run_launched_while_another_writes_its_window_waits_for_the_pool_and_o
             return subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
         # The second run starts once the first holds its validate step's slot. Launched at the same
-        # instant, both claims can succeed on SQLite: Dagster's claim is a SELECT of a free slot and
+        # instant, both claims can succeed (seen on SQLite): Dagster's claim is a SELECT of a free slot and
         # then an UPDATE that does not re-check it (`SqlEventLogStorage._claim_concurrency_slot`;
         # measured: 2 double claims in 20 same-instant pairs). The ledger keeps that case correct
         # too (the lockstep test below).
