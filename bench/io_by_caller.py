@@ -1,7 +1,8 @@
 """Points read and written per raw point, by measurement and by the reader that caused each read.
 
-One pipeline as P4 runs it (the hourly range run(s) and the daily run, checks included) on its own
-``influxd``, with every server read and every window replacement counted::
+One pipeline as P4 runs it (the hourly range run(s) and the daily run, checks included) against the
+benchmark server (a new ``influxd``, or ``INFLUXDB_URL``), with every server read and every window
+replacement counted::
 
     .venv/bin/python -m bench.io_by_caller              # 100 sensors x 10 s x 6 h (P4 quick size)
     .venv/bin/python -m bench.io_by_caller 1000 6       # sensors, hours
@@ -25,15 +26,11 @@ from typing import Any
 
 import pandas as pd
 
-from influx_assets.devtools.feed import write_simulation
-from influx_assets.devtools.local_server import LocalInfluxd
-from influx_assets.influxdb import InfluxDBResource
 from influx_assets.influxdb.client.connection import InfluxDBConnection
 from influx_assets.influxdb.client.window_store import WindowStore
-from influx_assets.resources import resources_for
-from influx_assets.telemetry import ColdStorage
 
-from bench.pipeline_rates import HOUR, START, _simulation, dagster_backfill
+from bench.common import BenchContext, bench_server
+from bench.pipeline_rates import simulated_pipeline
 
 points_read: collections.Counter[tuple[str, str]] = collections.Counter()
 points_written: collections.Counter[str] = collections.Counter()
@@ -70,35 +67,32 @@ def count_io() -> None:
 
 def main(argv: list[str]) -> int:
     sensors, hours = (int(a) for a in (argv or ["100", "6"]))
-    root = Path(tempfile.mkdtemp(prefix="bench-io-"))
-    server = LocalInfluxd(root / "influx").start()
+    cold = Path(tempfile.mkdtemp(prefix="bench-io-cold-"))
     try:
-        end = START + HOUR * hours
-        simulation = _simulation(sensors, 10.0, end)
-        influxdb = InfluxDBResource(url=server.url, database="io", timeout_seconds=300.0)
-        write_simulation(simulation, influxdb, "all")
-        raw = len(simulation.raw_points("all"))
-        count_io()
-        outcomes: list[bool] = []
-        dagster_backfill(resources_for(influxdb, ColdStorage(base_url=str(root / "cold"))), START, end, outcomes)()
-        if not all(outcomes):
-            print("a pipeline run failed", outcomes)
-            return 2
-        print(f"raw points {raw:,}")
-        print("points read per raw point, by measurement and reader:")
-        for (measurement, who), n in sorted(points_read.items(), key=lambda kv: -kv[1]):
-            if n:
-                print(f"  {n / raw:6.3f}  {measurement:24s} {who}")
-        print(f"  {sum(points_read.values()) / raw:6.3f}  total")
-        print("points written per raw point, by measurement:")
-        for measurement, n in sorted(points_written.items(), key=lambda kv: -kv[1]):
-            print(f"  {n / raw:6.3f}  {measurement}")
-        print(f"  {sum(points_written.values()) / raw:6.3f}  total")
-        print("largest frame read, MiB in pandas:", {m: round(v, 1) for m, v in largest_mib.items() if v})
-        return 0
+        with bench_server() as server:
+            ctx = BenchContext(url=server.url, quick=False, trials=1, credentials=server.credentials,
+                               server_pid=server.pid)
+            raw, backfill, outcomes = simulated_pipeline(ctx, "bench_io_by_caller", sensors, 10.0, hours, cold)
+            count_io()
+            backfill()
+            ctx.drop_database("bench_io_by_caller")
     finally:
-        server.stop()
-        shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(cold, ignore_errors=True)
+    if not all(outcomes):
+        print("a pipeline run failed", outcomes)
+        return 2
+    print(f"raw points {raw:,}")
+    print("points read per raw point, by measurement and reader:")
+    for (measurement, who), n in sorted(points_read.items(), key=lambda kv: -kv[1]):
+        if n:
+            print(f"  {n / raw:6.3f}  {measurement:24s} {who}")
+    print(f"  {sum(points_read.values()) / raw:6.3f}  total")
+    print("points written per raw point, by measurement:")
+    for measurement, n in sorted(points_written.items(), key=lambda kv: -kv[1]):
+        print(f"  {n / raw:6.3f}  {measurement}")
+    print(f"  {sum(points_written.values()) / raw:6.3f}  total")
+    print("largest frame read, MiB in pandas:", {m: round(v, 1) for m, v in largest_mib.items() if v})
+    return 0
 
 
 if __name__ == "__main__":

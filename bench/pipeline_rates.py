@@ -190,6 +190,24 @@ def _simulation(sensors: int, cadence: float, end: pd.Timestamp) -> Simulation:
     return simulate(SimulationConfig(start=START, end=end, sensors=sensors, cadence_seconds=cadence, seed=13))
 
 
+def simulated_pipeline(
+    ctx: BenchContext, database: str, sensors: int, cadence_seconds: float, hours: int, cold: Path
+) -> tuple[int, Callable[[], None], list[bool]]:
+    """A simulated fleet's raw points written into a fresh ``database`` (untimed), and P4's pipeline over them.
+
+    Returns the raw point count, the backfill to run (hourly range runs + daily run, checks included)
+    and the list its runs append their outcomes to. For the diagnostics that run one pipeline
+    (:mod:`bench.io_by_caller`, :mod:`bench.profile_pipeline`).
+    """
+    end = START + HOUR * hours
+    simulation = _simulation(sensors, cadence_seconds, end)
+    influxdb = ctx.resource(ctx.fresh_database(database), timeout_seconds=300.0)
+    write_simulation(simulation, influxdb, "all")
+    outcomes: list[bool] = []
+    backfill = dagster_backfill(resources_for(influxdb, ColdStorage(base_url=str(cold))), START, end, outcomes)
+    return len(simulation.raw_points("all")), backfill, outcomes
+
+
 def _differences(stored: dict[str, list[dict[str, int]]], reference: str) -> dict[str, object]:
     if any(counts != stored[reference][0] for runs in stored.values() for counts in runs):
         print(f"  WARNING: the runs stored different point counts: {stored}")

@@ -1,7 +1,7 @@
 """Where one pipeline's time goes: a py-spy sampling profile of P4's runs, broken down by kind of work.
 
-Writes the simulated raw points into its own ``influxd``, then samples this process's main thread
-(wall clock, idle included) with ``py-spy`` while the hourly range run(s) and the daily run execute
+Writes the simulated raw points into the benchmark server (a new ``influxd``, or ``INFLUXDB_URL``),
+then samples this process's main thread (wall clock, idle included) with ``py-spy`` while the hourly range run(s) and the daily run execute
 exactly as in P4, and prints the share of samples per category plus wall, client and server CPU::
 
     pip install py-spy                                                # not a project dependency
@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import collections
 import os
-import resource
 import shutil
 import signal
 import subprocess
@@ -27,13 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from influx_assets.devtools.feed import write_simulation
-from influx_assets.devtools.local_server import LocalInfluxd
-from influx_assets.influxdb import InfluxDBResource
-from influx_assets.resources import resources_for
-from influx_assets.telemetry import ColdStorage
-
-from bench.pipeline_rates import HOUR, START, _simulation, dagster_backfill
+from bench.common import BenchContext, bench_server
+from bench.pipeline_rates import simulated_pipeline
 
 #: (category, substrings of a frame ``function (file:line)``): first match in this order wins.
 CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -72,11 +66,6 @@ def breakdown(collapsed: Path) -> dict[str, float]:
     return {name: n / total for name, n in counts.most_common()}
 
 
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("sensors", type=int)
@@ -89,39 +78,32 @@ def main(argv: list[str]) -> int:
         print("py-spy is not installed: pip install py-spy", file=sys.stderr)
         return 2
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    root = Path(tempfile.mkdtemp(prefix="bench-profile-"))
-    server = LocalInfluxd(root / "influx").start()
+    cold = Path(tempfile.mkdtemp(prefix="bench-profile-cold-"))
     try:
-        end = START + HOUR * args.hours
-        simulation = _simulation(args.sensors, args.cadence_seconds, end)
-        influxdb = InfluxDBResource(url=server.url, database="profile", timeout_seconds=300.0)
-        write_simulation(simulation, influxdb, "all")
-        assert server.process is not None
-        sampler = subprocess.Popen(
-            [spy, "record", "--pid", str(os.getpid()), "--rate", "50", "--format", "raw", "--idle",
-             "--threads", "-o", str(args.out)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        time.sleep(2)  # py-spy attaches
-        outcomes: list[bool] = []
-        backfill = dagster_backfill(resources_for(influxdb, ColdStorage(base_url=str(root / "cold"))), START, end, outcomes)
-        server_before, usage_before, started = _cpu_seconds(server.process.pid), resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-        backfill()
-        wall = time.perf_counter() - started
-        usage = resource.getrusage(resource.RUSAGE_SELF)
-        server_cpu = _cpu_seconds(server.process.pid) - server_before
-        sampler.send_signal(signal.SIGINT)
-        sampler.wait(60)
-        client_cpu = usage.ru_utime + usage.ru_stime - usage_before.ru_utime - usage_before.ru_stime
-        print(f"raw points {len(simulation.raw_points('all')):,}; runs ok: {all(outcomes)}; wall {wall:.1f} s, "
-              f"client CPU {client_cpu:.1f} s, influxd CPU {server_cpu:.1f} s")
-        for name, share in breakdown(args.out).items():
-            print(f"  {share * 100:5.1f} %  {name}")
-        return 0 if all(outcomes) else 1
+        with bench_server() as server:
+            ctx = BenchContext(url=server.url, quick=False, trials=1, credentials=server.credentials,
+                               server_pid=server.pid)
+            raw, backfill, outcomes = simulated_pipeline(
+                ctx, "bench_profile", args.sensors, args.cadence_seconds, args.hours, cold
+            )
+            sampler = subprocess.Popen(
+                [spy, "record", "--pid", str(os.getpid()), "--rate", "50", "--format", "raw", "--idle",
+                 "--threads", "-o", str(args.out)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )
+            time.sleep(2)  # py-spy attaches
+            timing = ctx.measure(backfill)
+            sampler.send_signal(signal.SIGINT)
+            sampler.wait(60)
+            ctx.drop_database("bench_profile")
     finally:
-        server.stop()
-        shutil.rmtree(root, ignore_errors=True)
-
+        shutil.rmtree(cold, ignore_errors=True)
+    server_cpu = "unknown (external server)" if timing.server_cpu is None else f"{timing.server_cpu:.1f} s"
+    print(f"raw points {raw:,}; runs ok: {all(outcomes)}; wall {timing.wall:.1f} s, "
+          f"client CPU {timing.client_cpu:.1f} s, influxd CPU {server_cpu}")
+    for name, share in breakdown(args.out).items():
+        print(f"  {share * 100:5.1f} %  {name}")
+    return 0 if all(outcomes) else 1
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
